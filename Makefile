@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine (each creates its own virtual environment in .venv):
+#   make run    install, then run the whole chain (data -> validate -> train -> evaluate -> profile -> register)
+#               with `dvc repro` on the embedded default (SQLite MLflow, local DVC cache, offline data, CPU)
+#   make test   install with the test extras, then run the whole test suite
+# torch==2.13.0 resolves to the CPU wheel on machines that carry it (as here) and to PyPI's CUDA build elsewhere;
+# on another CPU-only machine: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make run
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test bench lint clean-artifacts
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_train.py
+
+clean-artifacts:
+	rm -rf artifacts
