@@ -1,24 +1,126 @@
-"""Config sections of evaluate, profile, register and ablation (stub; the evaluation owner fills it in)."""
+"""Config sections of the evaluate, profile, register and ablation steps.
+
+Defaults are the embedded default (small CPU config). Each ``validate()`` raises ``ValueError("key: reason")``;
+the loader turns it into ``ConfigError("params.yaml: <section>.key: reason")``.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+ALL_MODELS = ("convlstm", "smslstm", "tmslstm", "mslstm")
 
 
 @dataclass
 class EvaluateConfig:
-    pass
+    """``evaluate`` section: which split and frames are scored, and how many example pictures are drawn."""
+
+    batch_size: int = 16
+    # "future": the output_frames predicted frames only (as OpenSTL reports);
+    # "all": also the teacher-forced frames 2..input_frames (as the authors' code averages).
+    frames: Literal["future", "all"] = "future"
+    num_examples: int = 3          # sequences drawn as PNG strip + GIF
+    split: Literal["train", "val", "test"] = "test"
+    max_sequences: int = 0         # 0 = the whole split; >0 caps it (quick runs)
+    lpips: bool = False            # LPIPS needs pretrained weights that no installed package ships: keep off
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1 (got {self.batch_size})")
+        if self.num_examples < 0:
+            raise ValueError(f"num_examples: must be >= 0 (got {self.num_examples})")
+        if self.max_sequences < 0:
+            raise ValueError(f"max_sequences: must be >= 0, 0 = whole split (got {self.max_sequences})")
+        if self.lpips:
+            raise ValueError(
+                "lpips: LPIPS weights ship in no installed package and downloads are not allowed; set it to false"
+            )
 
 
 @dataclass
 class ProfileConfig:
-    pass
+    """``profile`` section: how the training/inference cost of the configured model is measured and priced."""
+
+    device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
+    batch_size: int = 4
+    warmup: int = 2
+    repeats: int = 5
+    # USD per device-hour, by device kind ("cpu", "cuda"); used for the training cost estimate.
+    prices: dict[str, float] = field(default_factory=lambda: {"cpu": 0.1, "cuda": 2.5})
+    # Training steps the estimate is for; 0 = derive from the train section (epochs x steps) when it says.
+    estimated_steps: int = 0
+
+    def validate(self) -> None:
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device: must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1 (got {self.batch_size})")
+        if self.warmup < 0:
+            raise ValueError(f"warmup: must be >= 0 (got {self.warmup})")
+        if self.repeats < 1:
+            raise ValueError(f"repeats: must be >= 1 (got {self.repeats})")
+        if self.estimated_steps < 0:
+            raise ValueError(f"estimated_steps: must be >= 0, 0 = from the train section (got {self.estimated_steps})")
+        for kind, price in self.prices.items():
+            if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
+                raise ValueError(f"prices.{kind}: must be a number >= 0 (USD per device-hour), got {price!r}")
 
 
 @dataclass
 class RegisterConfig:
-    pass
+    """``register`` section: the promotion gate into the MLflow Model Registry."""
+
+    model_name: str = "mslstm"
+    alias: str = "champion"
+    challenger_alias: str = "challenger"
+    metric: Literal["mse", "mae", "ssim", "psnr"] = "mse"   # compared against the champion's
+    # Relative margin: promote if new <= champion * (1 - min_improvement) (lower-is-better metrics;
+    # new >= champion * (1 + min_improvement) for ssim/psnr). 0 = any improvement.
+    min_improvement: float = 0.0
+    max_device_hours: Optional[float] = None   # budget on the estimated training device-hours (None = no limit)
+    max_flops: Optional[float] = None          # budget on forward FLOPs per sequence (None = no limit)
+    on_reject: Literal["nothing", "challenger"] = "challenger"
+
+    def validate(self) -> None:
+        if not self.model_name or "/" in self.model_name or "@" in self.model_name:
+            raise ValueError(f"model_name: must be a non-empty name without '/' or '@' (got {self.model_name!r})")
+        if not self.alias or self.alias == self.challenger_alias:
+            raise ValueError("alias: must be non-empty and differ from challenger_alias")
+        if not 0.0 <= self.min_improvement < 1.0:
+            raise ValueError(f"min_improvement: must be in [0, 1) (relative margin), got {self.min_improvement}")
+        if self.max_device_hours is not None and self.max_device_hours <= 0:
+            raise ValueError(f"max_device_hours: must be > 0 or null (got {self.max_device_hours})")
+        if self.max_flops is not None and self.max_flops <= 0:
+            raise ValueError(f"max_flops: must be > 0 or null (got {self.max_flops})")
 
 
 @dataclass
 class AblationConfig:
-    pass
+    """``ablation`` section: the four-model comparison on the same data and budget."""
+
+    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
+    # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
+    epochs: int = 1
+    steps: int = 60
+    eval_sequences: int = 64       # test sequences scored per model (0 = the whole split)
+    out_dir: str = "artifacts/ablation"
+    # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
+    overrides: dict[str, object] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ValueError("models: list at least one model")
+        for name in self.models:
+            if name not in ALL_MODELS:
+                raise ValueError(f"models: unknown model {name!r} (known: {', '.join(ALL_MODELS)})")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("models: list each model once")
+        if self.epochs < 0 or self.steps < 0:
+            raise ValueError("epochs: epochs and steps must be >= 0 (0 = the train section's value)")
+        if self.eval_sequences < 0:
+            raise ValueError(f"eval_sequences: must be >= 0 (got {self.eval_sequences})")
+        if not self.out_dir:
+            raise ValueError("out_dir: must be a folder path")
+        for key in self.overrides:
+            if "." not in str(key):
+                raise ValueError(f"overrides.{key}: keys are section.key (e.g. train.batch_size)")
