@@ -1,0 +1,188 @@
+"""Networks of the family: a recurrent core (stack or mirrored pyramid of cells) inside one shared rollout.
+
+* ``RecurrentCore``: ``layers`` cells, layer i at downsampling factor ``scales[i]``. A full-resolution stack
+  (ConvLSTM, TMS-LSTM) is the special case ``scales = (1,) * layers``. When the scale grows from layer i-1 to i the
+  input is ``maxpool2x2(out_{i-1})``; when it shrinks it is ``bilinear_up2(out_{i-1}) + out_{L-1-i}`` (skip from the
+  mirrored encoder layer). Every layer keeps its own state at its own scale.
+* ``Forecaster``: 1x1 embedding (C*p*p -> hidden), the core, 1x1 head (hidden -> C*p*p, linear output), and the
+  PredRNN-style rollout shared by every model (teacher forcing over the input frames, then autoregression mixed
+  with ground truth by a scheduled-sampling mask).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.cells import ConvLSTMCell, MKLSTMCell, State
+from model.config import MK_MODELS, MODEL_NAMES, ModelConfig
+from model.patch import patchify, unpatchify
+
+
+class RecurrentCore(nn.Module):
+    """Stack / mirrored pyramid of cells: ``core(x, states) -> (h_last, states)`` for one time step."""
+
+    def __init__(self, cells: Sequence[nn.Module], scales: Sequence[int]):
+        super().__init__()
+        if len(cells) != len(scales):
+            raise ValueError(f"scales: {len(scales)} scales for {len(cells)} layers")
+        self.cells = nn.ModuleList(cells)
+        self.scales = tuple(int(s) for s in scales)
+
+    def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
+                   channels_last: bool = False) -> list[State]:
+        return [
+            cell.init_state(batch, height // s, width // s, device, dtype, channels_last)
+            for cell, s in zip(self.cells, self.scales)
+        ]
+
+    def forward(self, x: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        n = len(self.cells)
+        outs: list[torch.Tensor] = []
+        new_states: list[State] = []
+        inp = x                                                 # (B, hid, H, W)
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                prev = outs[i - 1]                              # (B, hid, H/s_{i-1}, W/s_{i-1})
+                if self.scales[i] > self.scales[i - 1]:
+                    inp = F.max_pool2d(prev, 2)                 # (B, hid, H/s_i, W/s_i)
+                elif self.scales[i] < self.scales[i - 1]:
+                    up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False)
+                    inp = up + outs[n - 1 - i]                  # skip from the mirrored encoder layer
+                else:
+                    inp = prev
+            h, st = cell(inp, states[i])
+            outs.append(h)
+            new_states.append(st)
+        return outs[-1], new_states
+
+
+class Forecaster(nn.Module):
+    """Embedding -> recurrent core -> head, unrolled over time (the one rollout of every model).
+
+    ``forward(frames, mask=None)``: frames (B, T, C, H, W) -> (B, T-1, C, H, W), the prediction of frames[:, 1:].
+    Step t < input_frames reads frames[:, t]; a later step reads ``m * frames[:, t] + (1 - m) * x_gen`` with
+    ``m = mask[:, t - input_frames]`` (mask (B, T - input_frames - 1), 1 = ground truth; None = all zeros, pure
+    autoregression) and x_gen the prediction of the previous step.
+    ``predict(inputs, n_future)``: inputs (B, T_in, C, H, W) -> (B, n_future, C, H, W).
+    """
+
+    def __init__(self, config: ModelConfig, core: RecurrentCore):
+        super().__init__()
+        self.config = config
+        cp = config.in_channels * config.patch_size ** 2
+        self.embed = nn.Conv2d(cp, config.hidden, 1)
+        self.core = core
+        self.head = nn.Conv2d(config.hidden, cp, 1)
+
+    # -- checks ---------------------------------------------------------------------------------------------
+    def _check_frames(self, frames: torch.Tensor, what: str) -> None:
+        cfg = self.config
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise ValueError(f"{what}: expected a 5-D tensor (B, T, C, H, W), got shape {shape}")
+        b, t, c, h, w = frames.shape
+        if c != cfg.in_channels:
+            raise ValueError(
+                f"{what}: has {c} channels but model.in_channels is {cfg.in_channels} (shape {tuple(frames.shape)})"
+            )
+        f = cfg.size_factor
+        if h % f or w % f:
+            raise ValueError(
+                f"{what}: frame size ({h}, {w}) is not divisible by {f} = patch_size {cfg.patch_size} x "
+                f"pyramid factor {max(cfg.layer_scales)}; use a multiple of {f}"
+            )
+
+    # -- one step -------------------------------------------------------------------------------------------
+    def _step(self, x: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        e = self.embed(x)                                       # (B, hid, Hp, Wp)
+        h, states = self.core(e, states)                        # (B, hid, Hp, Wp)
+        return self.head(h), states                             # (B, C*p*p, Hp, Wp)
+
+    def _rollout(self, seq: torch.Tensor, n_known: int, n_steps: int, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """seq (B, T', Cp, Hp, Wp) in patch space; steps t < n_known read seq[:, t]; later steps read the previous
+        prediction, mixed with seq[:, t] by mask[:, t - n_known] when a mask is given. -> (B, n_steps, Cp, Hp, Wp)."""
+        b, _, _, hp, wp = seq.shape
+        states = self.core.init_state(b, hp, wp, seq.device, seq.dtype, self.config.channels_last)
+        preds: list[torch.Tensor] = []
+        x_gen: Optional[torch.Tensor] = None
+        for t in range(n_steps):
+            if t < n_known:
+                x = seq[:, t]                                   # (B, Cp, Hp, Wp)
+            elif mask is not None:
+                m = mask[:, t - n_known].view(b, 1, 1, 1)
+                x = m * seq[:, t] + (1 - m) * x_gen
+            else:
+                x = x_gen
+            x_gen, states = self._step(x, states)
+            preds.append(x_gen)
+        return torch.stack(preds, dim=1)                        # (B, n_steps, Cp, Hp, Wp)
+
+    # -- API ------------------------------------------------------------------------------------------------
+    def forward(self, frames: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cfg = self.config
+        self._check_frames(frames, "frames")
+        b, t = frames.shape[:2]                                 # frames: (B, T, C, H, W)
+        if t < cfg.input_frames + 1:
+            raise ValueError(
+                f"frames: T = {t} frames, need at least input_frames + 1 = {cfg.input_frames + 1} "
+                f"(usually input_frames + output_frames = {cfg.total_frames})"
+            )
+        n_mask = t - cfg.input_frames - 1
+        if mask is not None:
+            if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (b, n_mask):
+                shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+                raise ValueError(
+                    f"mask: expected shape (B, T - input_frames - 1) = ({b}, {n_mask}), got {shape}"
+                )
+            mask = mask.to(device=frames.device, dtype=frames.dtype)
+        p = cfg.patch_size
+        seq = patchify(frames, p)                               # (B, T, C*p*p, H/p, W/p)
+        out = self._rollout(seq, cfg.input_frames, t - 1, mask) # (B, T-1, C*p*p, H/p, W/p)
+        return unpatchify(out, p)                               # (B, T-1, C, H, W)
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, n_future: Optional[int] = None) -> torch.Tensor:
+        """inputs (B, T_in, C, H, W) -> (B, n_future, C, H, W): every input teacher-forced, then autoregression.
+
+        Equals ``forward(cat([inputs, any future]), mask=None)[:, T_in-1:]`` when T_in == input_frames.
+        ``n_future`` defaults to ``output_frames``. Runs without gradients; the caller sets eval mode.
+        """
+        cfg = self.config
+        n_future = cfg.output_frames if n_future is None else int(n_future)
+        self._check_frames(inputs, "inputs")
+        if inputs.shape[1] < 1:
+            raise ValueError("inputs: need at least one input frame")
+        if n_future < 1:
+            raise ValueError(f"n_future: must be >= 1 (got {n_future})")
+        p = cfg.patch_size
+        seq = patchify(inputs, p)                               # (B, T_in, C*p*p, H/p, W/p)
+        t_in = seq.shape[1]
+        out = self._rollout(seq, t_in, t_in + n_future - 1, None)
+        return unpatchify(out[:, t_in - 1 :], p)                # (B, n_future, C, H, W)
+
+
+def build_model(config: Union[ModelConfig, Mapping]) -> Forecaster:
+    """Build the network named by ``config.name`` (validated first; ``ValueError("key: reason")`` if bad)."""
+    if isinstance(config, Mapping):
+        config = ModelConfig(**config)
+    config.validate()
+    if config.name not in MODEL_NAMES:  # pragma: no cover - validate() already says so
+        raise ValueError(f"name: unknown model {config.name!r}")
+    hid = config.hidden
+    if config.name in MK_MODELS:
+        cells = [MKLSTMCell(hid, hid, config.mk_kernels) for _ in range(config.layers)]
+    else:
+        cells = [ConvLSTMCell(hid, hid, config.kernel_size) for _ in range(config.layers)]
+    net = Forecaster(config, RecurrentCore(cells, config.layer_scales))
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
