@@ -1,9 +1,87 @@
-"""Config section of the Kubeflow pipeline (stub; the pipelines owner fills it in)."""
+"""Config section ``pipeline`` of ``params.yaml``: how the Kubeflow pipeline is built, run and submitted.
+
+The per-run knobs (model, epochs, batch size, learning rate, GPUs, nodes, registry gate) are also pipeline
+parameters: the values here are their defaults in the compiled YAML and can be changed per run without
+recompiling.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Kubernetes resource quantities: "2", "500m", "0.5" (CPU); "4Gi", "512M", "1e9" (memory).
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(e[0-9]+|[EPTGMK]i?|k)?$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass
 class PipelineConfig:
-    pass
+    """Kubeflow pipeline settings (see docs/pipelines.md)."""
+
+    #: Project image built from the Dockerfile; every component runs from it (``base_image``).
+    image: str = "ghcr.io/mslstm/mslstm-pipeline:0.1.0"
+    #: Pipeline name in the KFP UI (lowercase letters, digits, dashes).
+    name: str = "mslstm-training"
+    #: Experiment that ``mslstm pipeline submit`` files runs under.
+    experiment: str = "mslstm"
+    #: KFP API endpoint used by ``mslstm pipeline submit`` when ``--host`` is not given ("" = must be given).
+    host: str = ""
+    #: Compiled pipeline file written by ``mslstm pipeline compile``.
+    package: str = "artifacts/pipeline.yaml"
+    #: Where ``mslstm pipeline run --local`` keeps the task outputs.
+    local_root: str = "artifacts/kfp_local"
+    #: Build the ablation variant (ParallelFor over the four models + summary task) instead of the training one.
+    ablation: bool = False
+    #: Register the trained model (registry gate; pipeline parameter ``register``).
+    register: bool = True
+    #: GPUs per node for training (0 = CPU; >1 on one node runs torchrun inside the train task).
+    gpus: int = 0
+    #: Nodes for training; >1 launches a Kubeflow Trainer TrainJob (runtime ``trainer_runtime``).
+    nodes: int = 1
+    #: Kubernetes resource name of the accelerator.
+    accelerator: str = "nvidia.com/gpu"
+    #: CPU / memory requests of the light tasks (data, validate, profile, register, summary).
+    cpu_request: str = "1"
+    memory_request: str = "2Gi"
+    #: CPU / memory requests of the train and evaluate tasks (per node for TrainJobs).
+    train_cpu_request: str = "4"
+    train_memory_request: str = "16Gi"
+    #: Cache the data and validate tasks (same inputs -> reuse outputs).
+    cache_data: bool = True
+    #: Kubernetes secret holding the MLflow tracking URI (key ``MLFLOW_TRACKING_URI``, plus optional
+    #: ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``), exposed as env to the tasks.
+    mlflow_secret: str = "mlflow-tracking"
+    #: Kubernetes secret holding S3 access (keys ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    #: ``AWS_ENDPOINT_URL``), exposed as env to the tasks and to TrainJob nodes.
+    s3_secret: str = "s3-credentials"
+    #: Namespace in which TrainJobs are created (the pipeline's namespace in most installations).
+    namespace: str = "kubeflow"
+    #: Kubeflow Trainer ClusterTrainingRuntime used by multi-node TrainJobs.
+    trainer_runtime: str = "torch-distributed"
+    #: Seconds to wait for a TrainJob before the train task fails.
+    trainjob_timeout_s: int = 86400
+
+    def validate(self) -> None:
+        if not self.image.strip() or any(c.isspace() for c in self.image):
+            raise ValueError(f"image: must be an image reference like registry/name:tag (got {self.image!r})")
+        for key in ("name", "experiment", "mlflow_secret", "s3_secret", "namespace", "trainer_runtime"):
+            value = getattr(self, key)
+            if not _NAME.match(value):
+                raise ValueError(f"{key}: must be lowercase letters, digits and dashes (got {value!r})")
+        if self.gpus < 0:
+            raise ValueError(f"gpus: must be >= 0 (got {self.gpus}); 0 trains on CPU")
+        if self.nodes < 1:
+            raise ValueError(f"nodes: must be >= 1 (got {self.nodes})")
+        for key in ("cpu_request", "train_cpu_request"):
+            if not _CPU.match(getattr(self, key)):
+                raise ValueError(f"{key}: must be a Kubernetes CPU quantity like '2' or '500m' (got {getattr(self, key)!r})")
+        for key in ("memory_request", "train_memory_request"):
+            if not _MEMORY.match(getattr(self, key)):
+                raise ValueError(f"{key}: must be a Kubernetes memory quantity like '4Gi' (got {getattr(self, key)!r})")
+        if not self.accelerator.strip():
+            raise ValueError("accelerator: must name the GPU resource, e.g. 'nvidia.com/gpu'")
+        if self.trainjob_timeout_s <= 0:
+            raise ValueError(f"trainjob_timeout_s: must be > 0 (got {self.trainjob_timeout_s})")
+        if self.host and not self.host.startswith(("http://", "https://")):
+            raise ValueError(f"host: must start with http:// or https:// (got {self.host!r})")
