@@ -1,0 +1,112 @@
+"""Metric functions against hand-computed values."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mslstm.evaluation.metrics import MetricAccumulator, frame_metrics, is_better, psnr_from_mse
+
+C1 = 0.01**2  # SSIM constants for data_range 1
+C2 = 0.03**2
+
+
+def const(value: float, b=2, t=3, c=1, h=16, w=16) -> torch.Tensor:
+    return torch.full((b, t, c, h, w), value)
+
+
+def test_mse_mae_constant_images_sum_and_pixel_mean():
+    m = frame_metrics(const(0.5), const(0.25))
+    # 256 pixels, each off by 0.25: MSE sum 256 * 0.0625 = 16, MAE sum 256 * 0.25 = 64
+    assert torch.allclose(m["mse"], torch.full((2, 3), 16.0, dtype=torch.float64))
+    assert torch.allclose(m["mae"], torch.full((2, 3), 64.0, dtype=torch.float64))
+    assert torch.allclose(m["mse_pixel"], torch.full((2, 3), 0.0625, dtype=torch.float64))
+    assert torch.allclose(m["mae_pixel"], torch.full((2, 3), 0.25, dtype=torch.float64))
+
+
+def test_predictions_are_clipped_to_unit_range():
+    m = frame_metrics(const(1.7), const(1.0))
+    assert float(m["mse"].max()) == 0.0
+    m = frame_metrics(const(-0.5), const(0.5))
+    assert torch.allclose(m["mse_pixel"], torch.full((2, 3), 0.25, dtype=torch.float64))
+
+
+def test_psnr_for_known_mse():
+    # constant offset 0.1 -> per-pixel MSE 0.01 -> PSNR 20 dB
+    m = frame_metrics(const(0.6), const(0.5))
+    assert torch.allclose(m["psnr"], torch.full((2, 3), 20.0, dtype=torch.float64), atol=1e-4)
+    assert psnr_from_mse(0.01) == pytest.approx(20.0)
+
+
+def test_ssim_identical_is_one_and_constant_images_match_closed_form():
+    x = torch.rand(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(frame_metrics(x, x)["ssim"], torch.ones(2, 3, dtype=torch.float64), atol=1e-5)
+    # constant images a, b: local means a, b and zero variances, so
+    # SSIM = (2ab + C1) / (a^2 + b^2 + C1) * (C2 / C2), whatever the window
+    a, b = 0.8, 0.3
+    expected = (2 * a * b + C1) / (a * a + b * b + C1)
+    got = frame_metrics(const(a), const(b))["ssim"]
+    assert torch.allclose(got, torch.full((2, 3), expected, dtype=torch.float64), atol=1e-4)
+
+
+def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """Hand-written SSIM (Wang et al. 2004): Gaussian 11x11, sigma 1.5, reflect padding, mean over the frame."""
+    k = 11
+    ax = np.arange(k) - (k - 1) / 2
+    g = np.exp(-(ax**2) / (2 * 1.5**2))
+    g /= g.sum()
+    win = np.outer(g, g)
+    pad = (k - 1) // 2
+
+    def filt(img):
+        p = np.pad(img, pad, mode="reflect")
+        out = np.zeros_like(img)
+        for i in range(img.shape[0]):
+            for j in range(img.shape[1]):
+                out[i, j] = (p[i:i + k, j:j + k] * win).sum()
+        return out
+
+    mx, my = filt(x), filt(y)
+    sxx = filt(x * x) - mx * mx
+    syy = filt(y * y) - my * my
+    sxy = filt(x * y) - mx * my
+    s = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx**2 + my**2 + C1) * (sxx + syy + C2))
+    return float(s.mean())
+
+
+def test_ssim_matches_hand_computation_on_random_case():
+    rng = np.random.default_rng(1)
+    x = rng.random((20, 20))
+    y = np.clip(x + 0.2 * rng.standard_normal((20, 20)), 0, 1)
+    got = frame_metrics(torch.tensor(y).float()[None, None, None], torch.tensor(x).float()[None, None, None])["ssim"]
+    assert float(got) == pytest.approx(_ssim_reference(y, x), abs=1e-5)
+
+
+def test_accumulator_per_frame_average_over_sequences():
+    acc = MetricAccumulator()
+    target = torch.zeros(3, 2, 1, 8, 8)
+    pred = target.clone()
+    pred[:, 1] = 0.5                 # frame 1 wrong in every sequence, frame 0 exact
+    acc.update(pred[:2], target[:2])
+    acc.update(pred[2:], target[2:])  # a second batch of a different size
+    avg, per_frame = acc.compute()
+    assert per_frame["mse"] == pytest.approx([0.0, 64 * 0.25])
+    assert avg["mse"] == pytest.approx(8.0)
+    assert per_frame["psnr"][0] == pytest.approx(100.0)   # exact frame capped, not inf
+    assert math.isfinite(avg["psnr"])
+    assert acc.count == 3
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="differs"):
+        frame_metrics(const(0.1, t=2), const(0.1, t=3))
+
+
+def test_is_better_directions_and_margin():
+    assert is_better("mse", 90.0, 100.0, margin=0.05)
+    assert not is_better("mse", 97.0, 100.0, margin=0.05)
+    assert not is_better("mse", 100.0, 100.0)
+    assert is_better("ssim", 0.9, 0.8)
+    assert not is_better("ssim", 0.7, 0.8)
