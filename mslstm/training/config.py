@@ -1,14 +1,184 @@
-"""Config sections of the train step and of MLflow tracking (stub; the training owner fills it in)."""
+"""Config sections of the train step (``train:``) and of MLflow tracking (``tracking:``).
+
+Defaults are the small CPU embedded default; ``params.yaml`` and ``configs/paper.yaml`` tune them.
+``validate()`` raises ``ValueError("key: reason and fix")``; ``mslstm.config`` turns it into a ``ConfigError``.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 
 @dataclass
 class TrainConfig:
-    pass
+    """Hyper-parameters of training.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: sequences per process per step (the per-GPU / per-worker batch).
+        global_batch_size: when set, the effective batch over all processes; each process then takes
+            ``global_batch_size / world_size`` (must divide evenly) and ``batch_size`` is ignored.
+        lr: learning rate at ``base_batch`` sequences per step (the authors' 3e-4 at batch 16).
+        base_batch: the effective batch at which ``lr`` holds.
+        lr_scaling: how lr follows the effective batch B: ``none`` (lr as given), ``linear`` (lr * B / base_batch),
+            ``sqrt`` (lr * sqrt(B / base_batch)).
+        optimizer: ``adam`` or ``adamw``.
+        weight_decay: L2 (adam) / decoupled (adamw) weight decay.
+        schedule: learning-rate schedule over all steps: ``none``, ``cosine`` (to ``min_lr_ratio * lr``),
+            ``onecycle`` (warm-up ``warmup_fraction`` of the steps then cosine down).
+        min_lr_ratio: final lr of the cosine schedule, as a fraction of lr.
+        warmup_fraction: share of the steps spent warming up (onecycle).
+        grad_clip: max global gradient norm (0 = no clipping).
+        loss: ``l1l2`` (the authors': per frame, sum over pixels of squared + absolute error; mean over frames
+            and batch) or ``mse`` (mean squared error).
+        scheduled_sampling: mix ground truth into the rollout with a decaying probability (training only).
+        ss_start: teacher-forcing probability at step 0.
+        ss_decay_steps: iterations over which the probability decays linearly to ``ss_end``.
+        ss_end: final teacher-forcing probability.
+        amp: mixed precision: ``auto`` (bf16 on GPUs that support it, fp16 + GradScaler on other GPUs, off on
+            CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
+        compile: wrap the model with ``torch.compile``.
+        channels_last: channels-last memory format for the inputs (the model's own ``channels_last`` sets weights).
+        val_every: validate every N epochs (and after the last one).
+        val_batches: validate on at most this many batches per process (0 = the whole split).
+        early_stopping_patience: stop after this many validations without val MSE improvement (0 = off).
+        seed: seed of every generator (python, numpy, torch, sampler).
+        deterministic: ``torch.use_deterministic_algorithms`` (CPU results reproducible bit for bit).
+        num_workers: DataLoader worker processes.
+        max_steps: stop after this many optimizer steps in total (0 = no limit; for smoke runs and tests).
+        progress: ``bar`` (tqdm on rank 0) or ``quiet`` (log lines only).
+        log_every_steps: console / progress-bar refresh period in steps.
+        checkpoint_every_steps: also write ``last.pt`` every N steps (0 = only at the end of each epoch).
+        device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
+    """
+
+    epochs: int = 2
+    batch_size: int = 8
+    global_batch_size: Optional[int] = None
+    lr: float = 3e-4
+    base_batch: int = 8
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    schedule: Literal["none", "cosine", "onecycle"] = "none"
+    min_lr_ratio: float = 0.0
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0
+    loss: Literal["l1l2", "mse"] = "l1l2"
+    scheduled_sampling: bool = True
+    ss_start: float = 1.0
+    ss_decay_steps: int = 1000
+    ss_end: float = 0.0
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    channels_last: bool = False
+    val_every: int = 1
+    val_batches: int = 0
+    early_stopping_patience: int = 0
+    seed: int = 0
+    deterministic: bool = True
+    num_workers: int = 0
+    max_steps: int = 0
+    progress: Literal["bar", "quiet"] = "bar"
+    log_every_steps: int = 10
+    checkpoint_every_steps: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self) -> None:
+        """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
+        for key in ("epochs", "batch_size", "base_batch", "val_every"):
+            v = getattr(self, key)
+            if v < 1:
+                raise ValueError(f"{key}: must be >= 1 (got {v})")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise ValueError(f"global_batch_size: must be >= 1 or null (got {self.global_batch_size})")
+        for key in ("val_batches", "early_stopping_patience", "num_workers", "max_steps", "checkpoint_every_steps",
+                    "ss_decay_steps"):
+            v = getattr(self, key)
+            if v < 0:
+                raise ValueError(f"{key}: must be >= 0 (got {v})")
+        if self.log_every_steps < 1:
+            raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr: must be a positive number (got {self.lr}); the authors use 3e-4")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: must be >= 0 (got {self.weight_decay})")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip: must be >= 0 (0 turns clipping off) (got {self.grad_clip})")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio: must be in [0, 1] (got {self.min_lr_ratio})")
+        if not 0.0 < self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction: must be in (0, 1) (got {self.warmup_fraction})")
+        for key in ("ss_start", "ss_end"):
+            v = getattr(self, key)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{key}: a probability, must be in [0, 1] (got {v})")
+
+    def effective_batch(self, world_size: int) -> tuple[int, int]:
+        """``(per-process batch, global batch)`` for ``world_size`` processes; ValueError when it cannot split."""
+        if self.global_batch_size is None:
+            return self.batch_size, self.batch_size * world_size
+        if self.global_batch_size % world_size:
+            raise ValueError(
+                f"global_batch_size: {self.global_batch_size} does not split over {world_size} processes; "
+                f"use a multiple of {world_size} or set batch_size instead"
+            )
+        return self.global_batch_size // world_size, self.global_batch_size
+
+    def scaled_lr(self, global_batch: int) -> float:
+        """lr for an effective batch of ``global_batch`` under ``lr_scaling``."""
+        ratio = global_batch / self.base_batch
+        if self.lr_scaling == "linear":
+            return self.lr * ratio
+        if self.lr_scaling == "sqrt":
+            return self.lr * math.sqrt(ratio)
+        return self.lr
+
+    def teacher_forcing_prob(self, step: int) -> float:
+        """Scheduled-sampling probability of feeding ground truth at optimizer step ``step``."""
+        if not self.scheduled_sampling:
+            return 0.0
+        if self.ss_decay_steps == 0:
+            return self.ss_end
+        frac = min(1.0, step / self.ss_decay_steps)
+        return self.ss_start + (self.ss_end - self.ss_start) * frac
 
 
 @dataclass
 class TrackingConfig:
-    pass
+    """MLflow tracking.
+
+    Attributes:
+        uri: tracking URI; env ``MLFLOW_TRACKING_URI`` wins over it. Default: SQLite file in the working dir.
+        experiment: MLflow experiment name.
+        run_name: run name (null: MLflow picks one).
+        enabled: track at all (false: no MLflow calls, no run.json).
+        log_every_steps: log training loss/lr/throughput every N steps (epoch metrics always).
+        system_metrics: log CPU/GPU/memory usage (MLflow system metrics, needs psutil).
+        system_metrics_interval: seconds between system-metrics samples.
+        log_model: log the best model with ``mlflow.pytorch.log_model`` (signature + input example).
+        model_format: ``pt2`` (torch.export, safe to load) or ``pickle``; pt2 falls back to pickle when export fails.
+        log_checkpoint: upload ``best.pt`` as a run artifact.
+    """
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "mslstm"
+    run_name: Optional[str] = None
+    enabled: bool = True
+    log_every_steps: int = 10
+    system_metrics: bool = True
+    system_metrics_interval: float = 10.0
+    log_model: bool = True
+    model_format: Literal["pt2", "pickle"] = "pt2"
+    log_checkpoint: bool = True
+
+    def validate(self) -> None:
+        if not self.uri:
+            raise ValueError("uri: must not be empty; e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+        if not self.experiment:
+            raise ValueError("experiment: must not be empty")
+        if self.log_every_steps < 1:
+            raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
+        if self.system_metrics_interval <= 0:
+            raise ValueError(f"system_metrics_interval: must be > 0 seconds (got {self.system_metrics_interval})")

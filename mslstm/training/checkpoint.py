@@ -1,0 +1,219 @@
+"""Self-describing, safe checkpoints.
+
+A checkpoint is one ``torch.save`` file holding a plain dict (the *payload*)::
+
+    format_version  int (FORMAT_VERSION)
+    model_config    dict (``to_dict(ModelConfig)``): enough to rebuild the network
+    config          dict (the whole validated ``Config.to_dict()``)
+    model           state_dict of the *unwrapped* module (no ``module.`` / ``_orig_mod.`` prefixes)
+    optimizer, scheduler, scaler   their state_dicts (scheduler/scaler may be None)
+    epoch, step     training position (``step`` = optimizer steps done; see ``mslstm.training.train``)
+    rng             ``capture_rng_state()``: python / numpy / torch / cuda generator states
+    metrics         dict of floats
+
+Writing is atomic (temporary file + rename: a crash never leaves a half-written checkpoint and never destroys the
+previous one). Reading always uses ``torch.load(weights_only=True)``: a file with pickled code in it is refused,
+never executed. Every failure is a :class:`~mslstm.errors.CheckpointError` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from mslstm.errors import CheckpointError
+from mslstm.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model_config", "model")
+
+
+def unwrap_model(module: nn.Module) -> nn.Module:
+    """The plain module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        elif hasattr(module, "_orig_mod") and isinstance(module._orig_mod, nn.Module):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically (``format_version`` is filled in when missing)."""
+    path = Path(path)
+    data = dict(payload)
+    data.setdefault("format_version", FORMAT_VERSION)
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    log.debug("checkpoint written: %s", path)
+    return path
+
+
+def _normalise(obj: Any) -> Any:
+    """Tuples -> lists, recursively, so that configs from dataclasses and from files compare alike."""
+    if isinstance(obj, (list, tuple)):
+        return [_normalise(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _normalise(v) for k, v in obj.items()}
+    return obj
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    from mslstm.config import to_dict
+
+    return _normalise(cfg if isinstance(cfg, Mapping) else to_dict(cfg))
+
+
+def check_model_config(path: str | os.PathLike, payload: Mapping[str, Any], expected: Any) -> None:
+    """Raise CheckpointError when the checkpoint's ``model_config`` differs from ``expected`` (names the keys)."""
+    want = _config_dict(expected)
+    got = _normalise(dict(payload.get("model_config") or {}))
+    diffs = [k for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+    if diffs:
+        shown = ", ".join(f"model.{k}: checkpoint {got.get(k)!r} vs config {want.get(k)!r}" for k in diffs[:4])
+        raise CheckpointError(
+            f"{path}: checkpoint belongs to another model/config ({shown}); use a checkpoint trained with this "
+            "model config or change the model section"
+        )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", expected_model_config: Any = None
+) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and check its format.
+
+    Args:
+        path: the ``.pt`` file.
+        map_location: passed to ``torch.load``.
+        expected_model_config: a ``ModelConfig`` (or its dict); when given, a checkpoint of another model or
+            shape raises.
+
+    Raises:
+        CheckpointError: missing, empty, truncated or corrupt file; pickled code; wrong format_version; another
+            model config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted, use another file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path}: refused, the file holds pickled objects/code that weights_only loading does not allow "
+                f"({first[:200]}); only load checkpoints written by `mslstm train`"
+            ) from exc
+        raise CheckpointError(f"{path}: corrupt checkpoint ({first[:200]})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
+            AttributeError, ImportError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: corrupt or truncated checkpoint, torch.load failed: {type(exc).__name__}: {first[:200]}"
+        ) from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not an mslstm checkpoint (holds a {type(payload).__name__}, not a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: not an mslstm checkpoint (missing key(s): {', '.join(missing)})")
+    version = payload["format_version"]
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r} is not supported (expected {FORMAT_VERSION}); "
+            "retrain or convert it"
+        )
+    if not isinstance(payload["model_config"], dict) or not isinstance(payload["model"], Mapping):
+        raise CheckpointError(f"{path}: malformed checkpoint (model_config must be a dict, model a state dict)")
+    if expected_model_config is not None:
+        check_model_config(path, payload, expected_model_config)
+    return payload
+
+
+def model_config_of(path: str | os.PathLike, payload: Mapping[str, Any]):
+    """The ``ModelConfig`` stored in a payload (validated; CheckpointError when it is not a valid config)."""
+    from model import ModelConfig
+
+    from mslstm.config import from_dict
+    from mslstm.errors import ConfigError
+
+    try:
+        return from_dict(ModelConfig, payload["model_config"], "model")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: model_config in the checkpoint is not valid: {exc}") from exc
+
+
+def load_model(
+    path: str | os.PathLike, map_location: Any = "cpu", expected_model_config: Any = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network of a checkpoint, load its weights; returns ``(model in eval mode, payload)``."""
+    from model import build_model
+
+    payload = load_checkpoint(path, map_location=map_location, expected_model_config=expected_model_config)
+    mcfg = model_config_of(path, payload)
+    net = build_model(mcfg)
+    try:
+        net.load_state_dict(payload["model"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: weights do not fit model {mcfg.name!r} built from the checkpoint's model_config ({first[:200]})"
+        ) from exc
+    net.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    net.eval()
+    return net, payload
+
+
+# ---------------------------------------------------------------------------------------------- RNG states
+def capture_rng_state() -> dict[str, Any]:
+    """States of every generator training uses, as weights_only-loadable values (tensors, ints, lists)."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [int(version), [int(v) for v in mt], gauss],
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any] | None) -> None:
+    """Inverse of :func:`capture_rng_state` (missing parts are left as they are)."""
+    if not state:
+        return
+    if state.get("python") is not None:
+        version, mt, gauss = state["python"]
+        random.setstate((int(version), tuple(int(v) for v in mt), gauss))
+    if state.get("numpy") is not None:
+        s = state["numpy"]
+        keys = s["keys"].numpy() if isinstance(s["keys"], torch.Tensor) else np.asarray(s["keys"])
+        np.random.set_state((s["name"], keys.astype(np.uint32), int(s["pos"]), int(s["has_gauss"]),
+                             float(s["cached_gaussian"])))
+    if state.get("torch") is not None:
+        torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([c.cpu() for c in cuda])
+        else:
+            log.warning("checkpoint holds %d CUDA RNG states, this machine has %d GPUs: CUDA RNG not restored",
+                        len(cuda), torch.cuda.device_count())
