@@ -7,7 +7,7 @@
 """
 from model.cells import ConvLSTMCell, MKLSTMCell
 from model.config import MODEL_NAMES, ModelConfig, validate_scales
-from model.flops import count_flops
+from model.flops import count_flops, model_flops
 from model.networks import Forecaster, RecurrentCore, build_model, count_parameters
 from model.patch import patchify, unpatchify
 
@@ -21,6 +21,7 @@ __all__ = [
     "MKLSTMCell",
     "count_parameters",
     "count_flops",
+    "model_flops",
     "patchify",
     "unpatchify",
     "validate_scales",
