@@ -1,0 +1,168 @@
+"""The evaluate step: score a checkpoint on a split, draw example pictures, log everything to MLflow.
+
+    from mslstm.evaluation.evaluate import evaluate
+    result = evaluate(cfg, "artifacts/train/best.pt", "artifacts/dataset", "artifacts/eval")
+
+Writes into ``out_dir``: ``metrics.json`` (averaged metrics, numbers only: DVC ``metrics``), ``per_frame.csv``
+(one row per scored frame: DVC ``plots``), ``eval.json`` (metrics + what was scored), ``per_frame_<metric>.png``,
+``example_<i>.png`` (input | truth | prediction | error) and ``example_<i>.gif``.
+
+Frames scored (``evaluate.frames``): ``future`` = the ``output_frames`` frames predicted by pure rollout from the
+``input_frames`` inputs (as OpenSTL reports); ``all`` = every predicted frame 2..T, i.e. also the teacher-forced
+one-step predictions of frames 2..input_frames (as the authors' code averages).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from mslstm.errors import DataError
+from mslstm.evaluation.metrics import METRICS, MetricAccumulator
+from mslstm.io import atomic_open, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _check_data(ds: Any, mcfg: Any, data_dir: Path, split: str) -> None:
+    shape = tuple(ds.array.shape)  # (N, T, C, H, W)
+    _, t, c, h, w = shape
+    need_t = mcfg.input_frames + mcfg.output_frames
+    where = data_dir / f"{split}.npy"
+    if t < need_t:
+        raise DataError(f"{where}: sequences have {t} frames, the model needs input_frames + output_frames = {need_t}")
+    if c != mcfg.in_channels or (h, w) != tuple(mcfg.frame_size):
+        raise DataError(
+            f"{where}: frames are {c}x{h}x{w}, the checkpoint's model expects "
+            f"{mcfg.in_channels}x{mcfg.frame_size[0]}x{mcfg.frame_size[1]}"
+        )
+    if shape[0] == 0:
+        raise DataError(f"{where}: the split holds no sequences")
+
+
+def _device(cfg: Any) -> torch.device:
+    want = getattr(getattr(cfg, "train", None), "device", "auto")
+    if want == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+@torch.no_grad()
+def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, device: torch.device,
+          num_examples: int = 0) -> tuple[dict[str, float], dict[str, list[float]], list[int], list[tuple]]:
+    """Run the model over the first ``n`` sequences of ``ds``.
+
+    Returns (averaged metrics, per-frame metrics, 1-based frame numbers scored, examples) where each example is
+    ``(inputs, target, pred)`` of one sequence (CPU tensors).
+    """
+    mcfg = net.config
+    t_in, t_out = mcfg.input_frames, mcfg.output_frames
+    acc = MetricAccumulator()
+    examples: list[tuple] = []
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        batch = ds.get_batch(idx)[:, : t_in + t_out].to(device)  # (B, T, C, H, W)
+        out = net(batch, mask=None)                               # (B, T-1, C, H, W): pure rollout
+        if frames == "future":
+            pred, target = out[:, t_in - 1:], batch[:, t_in:]
+        else:
+            pred, target = out, batch[:, 1:]
+        acc.update(pred, target)
+        for j in range(len(idx)):
+            if len(examples) >= num_examples:
+                break
+            examples.append((batch[j, :t_in].cpu(), batch[j, t_in:].cpu(), out[j, t_in - 1:].clamp(0, 1).cpu()))
+    averaged, per_frame = acc.compute()
+    first = t_in + 1 if frames == "future" else 2
+    numbers = list(range(first, first + len(per_frame["mse"])))
+    return averaged, per_frame, numbers, examples
+
+
+def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frame", *METRICS])
+    for i, k in enumerate(numbers):
+        w.writerow([k, *(f"{per_frame[m][i]:.6g}" for m in METRICS)])
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(buf.getvalue())
+
+
+def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+             run_id: Optional[str] = None) -> dict[str, Any]:
+    """Score ``checkpoint`` on ``cfg.evaluate.split`` of ``data_dir``; write metrics, CSV and pictures to ``out_dir``.
+
+    MLflow: logs ``<split>_<metric>`` metrics, per-frame series (``<split>_<metric>_frame`` with step = frame
+    number) and the output folder as artifacts under ``eval/``, into run ``run_id`` when given, else into the
+    training run of the ``run.json`` beside the checkpoint, else into a new run.
+
+    Returns ``{"metrics": {...}, "per_frame": {...}, "frames": [...], "sequences": n, "model": name,
+    "run_id": ..., "files": [...]}``.
+    """
+    from mslstm.data.dataset import VideoDataset
+    from mslstm.evaluation import visuals
+    from mslstm.training.checkpoint import load_model
+
+    ecfg = cfg.evaluate
+    checkpoint, data_dir, out_dir = Path(checkpoint), Path(data_dir), Path(out_dir)
+    device = _device(cfg)
+    net, payload = load_model(checkpoint, map_location=device)
+    mcfg = net.config
+    ds = VideoDataset(data_dir, ecfg.split)
+    _check_data(ds, mcfg, data_dir, ecfg.split)
+    n = len(ds) if ecfg.max_sequences == 0 else min(len(ds), ecfg.max_sequences)
+    log.info("evaluating %s (%s) on %d %s sequences, frames=%s", checkpoint, mcfg.name, n, ecfg.split, ecfg.frames)
+    averaged, per_frame, numbers, examples = score(net, ds, ecfg.frames, ecfg.batch_size, n, device,
+                                                   ecfg.num_examples)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    files.append(write_json(out_dir / "metrics.json", {**averaged, "sequences": n}))
+    _write_csv(out_dir / "per_frame.csv", numbers, per_frame)
+    files.append(out_dir / "per_frame.csv")
+    info = {
+        "metrics": averaged,
+        "per_frame": per_frame,
+        "frames": numbers,
+        "frames_mode": ecfg.frames,
+        "split": ecfg.split,
+        "sequences": n,
+        "model": mcfg.name,
+        "checkpoint": str(checkpoint),
+        "checkpoint_step": payload.get("step"),
+    }
+    files.append(write_json(out_dir / "eval.json", info))
+    for m in METRICS:
+        files.append(visuals.save_metric_plot(out_dir / f"per_frame_{m}.png", numbers, per_frame[m], m,
+                                              f"{mcfg.name}: {m} per frame ({ecfg.split}, {ecfg.frames})"))
+    for i, (x, y, p) in enumerate(examples):
+        title = f"{mcfg.name} {ecfg.split} sequence {i}: input | truth | prediction | |error|"
+        files.append(visuals.save_strip(out_dir / f"example_{i}.png", x, y, p, title))
+        files.append(visuals.save_gif(out_dir / f"example_{i}.gif", x, y, p))
+
+    from mslstm.evaluation.tracking import find_run_info, mlflow_run
+
+    run_info = None if run_id else find_run_info(checkpoint.parent)
+    with mlflow_run(cfg, run_id=run_id, run_info=run_info, run_name=f"evaluate-{mcfg.name}") as active:
+        if active is not None:
+            import mlflow
+
+            split = ecfg.split
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            series = [Metric(f"{split}_{m}_frame", float(v), now, int(k))
+                      for m in METRICS for k, v in zip(numbers, per_frame[m])]
+            series += [Metric(f"{split}_{k}", float(v), now, 0) for k, v in averaged.items()]
+            mlflow.MlflowClient().log_batch(active, metrics=series)
+            mlflow.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n)})
+            mlflow.log_artifacts(str(out_dir), artifact_path="eval")
+    log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f", mcfg.name, averaged["mse"], averaged["mae"],
+             averaged["ssim"], averaged["psnr"])
+    return {**info, "run_id": active, "files": [str(f) for f in files]}

@@ -1,0 +1,83 @@
+"""evaluate(): metrics.json / per_frame.csv / pictures on a tiny dataset, MLflow logging into the training run."""
+from __future__ import annotations
+
+import csv
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from test_evaluate_common import make_checkpoint, mlflow_env, tiny_config  # noqa: F401
+
+from mslstm.errors import DataError
+from mslstm.evaluation.evaluate import evaluate
+
+
+def test_evaluate_writes_outputs_and_logs_to_new_run(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
+    import mlflow
+
+    cfg = tiny_config()
+    ckpt = make_checkpoint(tmp_path / "train" / "best.pt", cfg)
+    res = evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")
+    out = tmp_path / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("mse", "mae", "mse_pixel", "ssim", "psnr"):
+        assert np.isfinite(metrics[key])
+    assert metrics["sequences"] == 4
+    assert metrics["mse"] == pytest.approx(metrics["mse_pixel"] * 16 * 16)
+    rows = list(csv.DictReader((out / "per_frame.csv").open()))
+    assert [int(r["frame"]) for r in rows] == [4, 5, 6]          # the 3 future frames of 3 in + 3 out
+    assert np.mean([float(r["mse"]) for r in rows]) == pytest.approx(metrics["mse"], rel=1e-4)
+    assert (out / "example_0.png").stat().st_size > 0 and (out / "example_1.gif").is_file()
+    assert not (out / "example_2.png").exists()                   # num_examples = 2
+    assert iio.imread(out / "example_0.gif").shape[0] == 6       # 3 inputs + 3 predicted frames
+    assert (out / "per_frame_ssim.png").is_file()
+    run = mlflow.get_run(res["run_id"])
+    assert run.data.metrics["test_mse"] == pytest.approx(metrics["mse"])
+    assert run.info.status == "FINISHED"
+    hist = mlflow.MlflowClient().get_metric_history(res["run_id"], "test_mse_frame")
+    assert sorted(m.step for m in hist) == [4, 5, 6]
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(res["run_id"], "eval")}
+    assert "eval/metrics.json" in arts
+
+
+def test_evaluate_matches_manual_computation_and_all_frames_mode(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
+    from mslstm.data.dataset import VideoDataset
+    from mslstm.training.checkpoint import load_model
+
+    cfg = tiny_config("evaluate.frames=all", "tracking.enabled=false")
+    ckpt = make_checkpoint(tmp_path / "best.pt", cfg)
+    res = evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")
+    assert res["frames"] == [2, 3, 4, 5, 6] and res["run_id"] is None
+    net, _ = load_model(ckpt)
+    x = VideoDataset(tiny_dataset, "test").get_batch(range(4))
+    with torch.no_grad():
+        pred = net(x).clamp(0, 1)
+    want = ((pred - x[:, 1:]) ** 2).sum(dim=(2, 3, 4)).mean().item()
+    assert res["metrics"]["mse"] == pytest.approx(want, rel=1e-5)
+
+
+def test_evaluate_logs_into_training_run_from_run_json(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
+    import mlflow
+
+    from mslstm.training.tracking import write_run_info
+
+    cfg = tiny_config("evaluate.max_sequences=2", "evaluate.num_examples=0")
+    mlflow.set_tracking_uri(mlflow_env)
+    exp = mlflow.set_experiment("evaltest")
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+        pass
+    write_run_info(tmp_path / "train", {"run_id": run.info.run_id, "tracking_uri": mlflow_env,
+                                         "experiment_id": exp.experiment_id, "experiment_name": "evaltest"})
+    ckpt = make_checkpoint(tmp_path / "train" / "best.pt", cfg)
+    res = evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")
+    assert res["run_id"] == run.info.run_id and res["sequences"] == 2
+    assert "test_ssim" in mlflow.get_run(run.info.run_id).data.metrics
+
+
+def test_evaluate_rejects_data_of_another_frame_size(tiny_dataset, tmp_path):
+    cfg = tiny_config("model.frame_size=[32, 32]", "tracking.enabled=false")
+    ckpt = make_checkpoint(tmp_path / "best.pt", cfg)
+    with pytest.raises(DataError, match="test.npy.*16x16"):
+        evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")
