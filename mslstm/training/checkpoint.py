@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_config", "model")
+# ModelConfig keys that change the memory layout only, not the weights: ignored when configs are compared.
+LAYOUT_ONLY_KEYS = frozenset({"channels_last"})
 
 
 def unwrap_model(module: nn.Module) -> nn.Module:
@@ -79,7 +81,7 @@ def check_model_config(path: str | os.PathLike, payload: Mapping[str, Any], expe
     """Raise CheckpointError when the checkpoint's ``model_config`` differs from ``expected`` (names the keys)."""
     want = _config_dict(expected)
     got = _normalise(dict(payload.get("model_config") or {}))
-    diffs = [k for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+    diffs = [k for k in sorted(set(want) | set(got)) if k not in LAYOUT_ONLY_KEYS and want.get(k) != got.get(k)]
     if diffs:
         shown = ", ".join(f"model.{k}: checkpoint {got.get(k)!r} vs config {want.get(k)!r}" for k in diffs[:4])
         raise CheckpointError(
