@@ -113,13 +113,13 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+        reason = _unpickler_reason(str(exc))
+        if "global" in reason.lower() or "reduce" in reason.lower():
             raise CheckpointError(
                 f"{path}: refused, the file holds pickled objects/code that weights_only loading does not allow "
-                f"({first[:200]}); only load checkpoints written by `mslstm train`"
+                f"({reason[:200]}); only load checkpoints written by `mslstm train`"
             ) from exc
-        raise CheckpointError(f"{path}: corrupt checkpoint ({first[:200]})") from exc
+        raise CheckpointError(f"{path}: corrupt checkpoint, not readable with weights_only ({reason[:200]})") from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
             AttributeError, ImportError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -142,6 +142,16 @@ def load_checkpoint(
     if expected_model_config is not None:
         check_model_config(path, payload, expected_model_config)
     return payload
+
+
+def _unpickler_reason(message: str) -> str:
+    """The one useful line of torch's weights_only error (e.g. ``Unsupported global: GLOBAL builtins.open``)."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return lines[0] if lines else "unpickling failed"
 
 
 def model_config_of(path: str | os.PathLike, payload: Mapping[str, Any]):

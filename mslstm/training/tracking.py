@@ -98,11 +98,13 @@ def data_hashes(data_dir: str | os.PathLike | None = None, dvc_file: str | os.Pa
 def run_tags(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Tags every training run carries: git commit (+ dirty flag) and data hashes."""
     tags = data_hashes(data_dir)
-    commit = git_commit()
+    # the working directory's repository, else the one the mslstm package is imported from (editable install)
+    code_dir = Path(__file__).resolve().parent
+    commit = git_commit() or git_commit(code_dir)
     if commit:
         tags["mlflow.source.git.commit"] = commit
         tags["git.commit"] = commit
-    dirty = git_dirty()
+    dirty = git_dirty() if git_commit() else git_dirty(code_dir)
     if dirty is not None:
         tags["git.dirty"] = str(dirty).lower()
     return tags

@@ -51,7 +51,8 @@ BEST, LAST = "best.pt", "last.pt"
 HISTORY_FIELDS = ("epoch", "step", "train_loss", "val_mse", "val_mae", "val_mse_frame", "lr", "tf_prob",
                   "seq_per_s", "time_s")
 # Test hook (fault injection): MSLSTM_FAULT_STEP=N [MSLSTM_FAULT_RANK=r] [MSLSTM_FAULT_MODE=kill|exit] makes rank r
-# die right after optimizer step N, in the first torchrun attempt only (TORCHELASTIC_RESTART_COUNT unset or 0).
+# fail right after optimizer step N, in the first torchrun attempt only (TORCHELASTIC_RESTART_COUNT unset or 0):
+# kill = SIGKILL (default), term = SIGTERM, exit = os._exit(17), raise = RuntimeError.
 FAULT_STEP_ENV, FAULT_RANK_ENV, FAULT_MODE_ENV = "MSLSTM_FAULT_STEP", "MSLSTM_FAULT_RANK", "MSLSTM_FAULT_MODE"
 
 
@@ -243,11 +244,14 @@ def _fault_hook(step: int, rank: int) -> None:
         return
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0:
         return
-    log.warning("fault injection: rank %d dies after step %d", rank, step)
+    mode = os.environ.get(FAULT_MODE_ENV, "kill")
+    log.warning("fault injection: rank %d dies after step %d (%s)", rank, step, mode)
+    if mode == "raise":
+        raise RuntimeError(f"fault injection at step {step}")
     logging.shutdown()
-    if os.environ.get(FAULT_MODE_ENV, "kill") == "exit":
+    if mode == "exit":
         os._exit(17)
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGTERM if mode == "term" else signal.SIGKILL)
 
 
 def _check_data(cfg: Any, meta: dict[str, Any], data_dir: Path) -> None:
@@ -316,9 +320,9 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     tcfg = cfg.train
     dinfo = setup_distributed(tcfg.device)
+    det_before = torch.are_deterministic_algorithms_enabled()
+    det_warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        if torch.cuda.is_available() is False and tcfg.device == "auto" and dinfo.is_main:
-            log.debug("no CUDA device: training on CPU")
         meta = read_meta(data_dir)
         _check_data(cfg, meta, data_dir)
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
@@ -340,6 +344,7 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
                 metrics = _train_loop(cfg, data_dir, out_dir, dinfo, ckpt, tracker, VideoDataset)
         return metrics
     finally:
+        torch.use_deterministic_algorithms(det_before, warn_only=det_warn_before)
         if dinfo.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
 
