@@ -1,12 +1,45 @@
-"""(not yet implemented)"""
+"""Predict future frames from a .npy of input frames with a registered model or a checkpoint.
+
+    mslstm predict --model models:/mslstm@champion --input frames.npy --output pred.npy --gif pred.gif
+    mslstm predict --model artifacts/train/best.pt --input frames.npy --output pred.npy --n-future 20
+
+Input: float32 in [0, 1] (or uint8) of shape (B, T_in, C, H, W) or (T_in, C, H, W). Output: float32
+(B, N, C, H, W). The GIF shows the first sequence: its inputs, then the predicted frames.
+"""
 from __future__ import annotations
 
-HELP = "predict step (not yet implemented)"
+HELP = "predict future frames from a .npy with a registered model (models:/...) or a checkpoint"
+NEEDS_CONFIG = False
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--model", default="models:/mslstm@champion",
+                        help="models:/<name>@<alias>, models:/<name>/<version> or a checkpoint .pt "
+                        "(default: %(default)s)")
+    parser.add_argument("--input", required=True, help="input frames (.npy)")
+    parser.add_argument("--output", required=True, help="predicted frames (.npy)")
+    parser.add_argument("--gif", default=None, help="also write an animated GIF of the first sequence")
+    parser.add_argument("--n-future", type=int, default=None, help="frames to predict (default: the model's "
+                        "output_frames)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI for models:/ "
+                        "(default: env MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
 
 def run(args, cfg) -> int:
-    raise SystemExit("mslstm predict: not implemented yet")
+    import os
+
+    from mslstm.evaluation.predict import predict_file
+
+    if str(args.model).startswith(("models:/", "runs:/")):
+        import mlflow
+
+        from mslstm.training.tracking import resolve_tracking_uri
+
+        mlflow.set_tracking_uri(args.tracking_uri or resolve_tracking_uri(None))
+    if args.n_future is not None and args.n_future < 1:
+        from mslstm.errors import ConfigError
+
+        raise ConfigError(f"--n-future: must be >= 1 (got {args.n_future})")
+    res = predict_file(args.model, args.input, args.output, gif_path=args.gif, n_future=args.n_future)
+    print(f"{res['input']} -> {res['output']} shape {tuple(res['shape'])}" + (f", {res['gif']}" if res["gif"] else ""))
+    return 0 if os.path.exists(args.output) else 1

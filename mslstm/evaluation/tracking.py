@@ -35,13 +35,14 @@ def find_run_info(*candidates: Optional[str | os.PathLike]) -> Optional[dict[str
 
 @contextlib.contextmanager
 def mlflow_run(cfg: Any, run_id: Optional[str] = None, run_info: Optional[Mapping[str, Any]] = None,
-               run_name: str = "evaluate") -> Iterator[Optional[str]]:
+               run_name: str = "evaluate", force: bool = False) -> Iterator[Optional[str]]:
     """Active MLflow run for logging; yields its run id (None when tracking is disabled).
 
     ``run_id`` (explicit) wins over ``run_info`` (a parsed ``run.json``); with neither, a new run is started in
-    ``tracking.experiment``. The run ends FINISHED (FAILED when the block raises).
+    ``tracking.experiment``. The run ends FINISHED (FAILED when the block raises). ``force`` opens a run even when
+    ``tracking.enabled`` is false (the registry needs one).
     """
-    if not tracking_enabled(cfg):
+    if not force and not tracking_enabled(cfg):
         yield None
         return
     import mlflow

@@ -1,0 +1,104 @@
+"""register(): the gate with real MLflow on SQLite in tmp; pyfunc round trip equals the in-memory model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_evaluate_common import make_checkpoint, mlflow_env, tiny_config  # noqa: F401
+
+from mslstm.evaluation.registry import gate, register
+from mslstm.io import write_json
+
+
+def _candidate(root, cfg, mse: float, hours: float = 0.01, seed: int = 0):
+    """train/eval/profile dirs of one candidate (the checkpoint is real, the scores are given)."""
+    make_checkpoint(root / "train" / "best.pt", cfg, seed=seed)
+    write_json(root / "eval" / "metrics.json", {"mse": mse, "mae": 2 * mse, "ssim": 0.5, "psnr": 20.0,
+                                                "sequences": 4})
+    write_json(root / "profile" / "cost.json", {"model": cfg.model.name, "params": 100, "flops_forward": 1e6,
+                                                "estimate": {"device_hours": hours}})
+    return root / "train", root / "eval", root / "profile"
+
+
+def test_better_model_is_promoted_worse_refused(tmp_path, mlflow_env):  # noqa: F811
+    import mlflow
+
+    cfg = tiny_config("register.min_improvement=0.05")
+    client = mlflow.MlflowClient()
+
+    first = register(cfg, *_candidate(tmp_path / "a", cfg, mse=100.0), tmp_path / "reg_a")
+    assert first["promoted"] and first["alias"] == "champion" and first["version"] == "1"
+    assert first["compared"]["champion"] is None
+
+    better = register(cfg, *_candidate(tmp_path / "b", cfg, mse=90.0, seed=1), tmp_path / "reg_b")
+    assert better["promoted"] and better["version"] == "2"
+    assert str(client.get_model_version_by_alias("mslstm", "champion").version) == "2"
+    assert better["compared"]["champion"] == pytest.approx(100.0)
+    mv = client.get_model_version("mslstm", "2")
+    assert mv.tags["test_mse"] == "90.0" and mv.tags["gate"] == "passed"
+    assert "beats the champion's 100" in mv.description
+
+    # 88 is better than 90 but not by the 5 % margin: refused, registered as challenger only
+    worse = register(cfg, *_candidate(tmp_path / "c", cfg, mse=88.0, seed=2), tmp_path / "reg_c")
+    assert not worse["promoted"] and worse["alias"] == "challenger" and worse["version"] == "3"
+    assert str(client.get_model_version_by_alias("mslstm", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias("mslstm", "challenger").version) == "3"
+    saved = json.loads((tmp_path / "reg_c" / "decision.json").read_text())
+    assert saved["promoted"] is False and "does not beat" in saved["reasons"][0]
+
+    cfg_nothing = tiny_config("register.on_reject=nothing")
+    refused = register(cfg_nothing, *_candidate(tmp_path / "d", cfg, mse=500.0), tmp_path / "reg_d")
+    assert not refused["promoted"] and refused["version"] is None and refused["model_uri"] is None
+    assert len(client.search_model_versions("name='mslstm'")) == 3
+
+
+def test_cost_budget_refuses_a_better_but_costly_model(tmp_path, mlflow_env):  # noqa: F811
+    cfg = tiny_config("register.max_device_hours=1.0", "register.on_reject=nothing")
+    ok = register(cfg, *_candidate(tmp_path / "a", cfg, mse=100.0, hours=0.5), tmp_path / "ra")
+    assert ok["promoted"]
+    costly = register(cfg, *_candidate(tmp_path / "b", cfg, mse=10.0, hours=3.0), tmp_path / "rb")
+    assert not costly["promoted"]
+    assert any("over the budget" in r for r in costly["reasons"])
+
+
+def test_gate_pure_directions():
+    cfg = tiny_config("register.metric=ssim", "register.max_flops=1e9")
+    ok, _ = gate(cfg, {"ssim": 0.8}, {"flops_forward": 1e6}, 0.7)
+    assert ok
+    ok, reasons = gate(cfg, {"ssim": 0.6}, {"flops_forward": 1e6}, 0.7)
+    assert not ok
+    ok, reasons = gate(cfg, {"ssim": 0.9}, {"flops_forward": 1e10}, 0.7)
+    assert not ok and "over the budget" in reasons[-1]
+
+
+def test_pyfunc_round_trip_equals_in_memory_model(tmp_path, mlflow_env):  # noqa: F811
+    import mlflow.pyfunc
+
+    from mslstm.training.checkpoint import load_model
+
+    cfg = tiny_config()
+    dirs = _candidate(tmp_path / "a", cfg, mse=1.0, seed=3)
+    decision = register(cfg, *dirs, tmp_path / "reg")
+    assert decision["model_uri"] == "models:/mslstm@champion"
+    model = mlflow.pyfunc.load_model("models:/mslstm@champion")
+    x = np.random.default_rng(0).random((2, 3, 1, 16, 16), dtype=np.float32)
+    got = model.predict(x)
+    net, _ = load_model(dirs[0] / "best.pt")
+    with torch.no_grad():
+        want = net.predict(torch.from_numpy(x), 3).clamp(0, 1).numpy()
+    assert got.shape == (2, 3, 1, 16, 16) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    longer = model.predict(x, params={"n_future": 5})
+    assert longer.shape == (2, 5, 1, 16, 16)
+    np.testing.assert_allclose(longer[:, :3], want, rtol=1e-5, atol=1e-6)
+
+
+def test_register_missing_eval_names_the_file(tmp_path, mlflow_env):  # noqa: F811
+    from mslstm.errors import RegistryError
+
+    cfg = tiny_config()
+    make_checkpoint(tmp_path / "train" / "best.pt", cfg)
+    with pytest.raises(RegistryError, match="eval.*metrics.json.*not found"):
+        register(cfg, tmp_path / "train", tmp_path / "eval", tmp_path / "profile", tmp_path / "reg")
