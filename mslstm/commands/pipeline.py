@@ -128,12 +128,14 @@ def submit(cfg: Any, host: str, experiment: str, arguments: dict[str, Any], run_
            namespace: str | None = None, package: str | Path | None = None, ablation: bool | None = None) -> str:
     """Submit a run to ``host`` (``kfp.Client.create_run_from_pipeline_package``); returns the run's URL."""
     import tempfile
+    import time
 
     import kfp
 
     from pipelines.training import build_pipeline
 
     check_arguments(build_pipeline(cfg, ablation), arguments)
+    run_name = run_name or f"{cfg.pipeline.name}{'-ablation' if ablation else ''} {time.strftime('%Y-%m-%d %H-%M-%S')}"
     with tempfile.TemporaryDirectory(prefix="mslstm-submit-") as tmp:
         pkg = Path(package) if package else compile_pipeline(cfg, Path(tmp) / "pipeline.yaml", ablation)
         validate_package(pkg)

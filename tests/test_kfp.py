@@ -1,0 +1,221 @@
+"""KFP: both pipelines compile and load back as PipelineSpec; tasks, images, resources, caching, secrets; submit.
+
+The submit test runs ``mslstm pipeline submit`` against a small HTTP server on 127.0.0.1 that plays the KFP
+API endpoints the client calls (healthz, experiments, runs) and checks the requests it received.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mslstm.cli import main
+from mslstm.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(ROOT / "params.yaml", ["pipeline.image=registry.example.com/mslstm:test"])
+
+
+def _compile(cfg, tmp_path, ablation):
+    from mslstm.commands.pipeline import compile_pipeline
+
+    out = compile_pipeline(cfg, tmp_path / ("ablation.yaml" if ablation else "training.yaml"), ablation)
+    docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    return out, docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def _executors(spec):
+    return spec["deploymentSpec"]["executors"]
+
+
+def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
+    from mslstm.commands.pipeline import validate_package
+
+    out, spec, platform = _compile(cfg, tmp_path, False)
+    pb = validate_package(out)
+    assert pb.pipeline_info.name == "mslstm-training"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"config", "model_name", "epochs", "batch_size", "lr", "gpus", "nodes", "register", "image"}
+    assert params["model_name"]["defaultValue"] == "mslstm"
+    assert params["epochs"]["defaultValue"] == cfg.train.epochs
+    assert json.loads(params["config"]["defaultValue"])["model"]["hidden"] == cfg.model.hidden
+    comps = spec["components"]
+    names = {name for name in comps}
+    for step in ("comp-data", "comp-validate", "comp-train", "comp-train-trainjob", "comp-evaluate", "comp-profile",
+                 "comp-register"):
+        assert step in names, step
+    # typed artifacts between the tasks
+    assert comps["comp-data"]["outputDefinitions"]["artifacts"]["dataset"]["artifactType"]["schemaTitle"] == "system.Dataset"
+    assert comps["comp-train"]["outputDefinitions"]["artifacts"]["model"]["artifactType"]["schemaTitle"] == "system.Model"
+    assert comps["comp-evaluate"]["outputDefinitions"]["artifacts"]["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    assert comps["comp-validate"]["outputDefinitions"]["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert comps["comp-profile"]["outputDefinitions"]["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    # every executor runs the project image and calls into the installed package (no pip install at run time)
+    for name, ex in _executors(spec).items():
+        c = ex["container"]
+        assert c["image"] == "registry.example.com/mslstm:test", name
+        body = "\n".join(c["command"])
+        assert "pip install" not in body, name
+        assert "from components.runtime import" in body, name
+    # the chain: root has data, validate, profile and the validation gate
+    root = spec["root"]["dag"]["tasks"]
+    assert {"data", "validate", "profile", "condition-1"} <= set(root)
+    assert root["data"]["cachingOptions"].get("enableCache") is True
+    assert root["validate"]["cachingOptions"].get("enableCache") is True
+    assert root["validate"]["dependentTasks"] == ["data"]
+    assert "passed" in root["condition-1"]["triggerPolicy"]["condition"]
+
+
+def test_training_resources_and_gpu(cfg, tmp_path):
+    _, spec, _ = _compile(cfg, tmp_path, False)
+    execs = _executors(spec)
+    train = execs["exec-train"]["container"]["resources"]
+    assert train["resourceCpuRequest"] == cfg.pipeline.train_cpu_request
+    assert train["resourceMemoryRequest"] == cfg.pipeline.train_memory_request
+    assert train["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "{{$" in train["accelerator"]["resourceCount"]  # the `gpus` pipeline parameter
+    data = execs["exec-data"]["container"]["resources"]
+    assert data["resourceCpuRequest"] == cfg.pipeline.cpu_request
+    assert "accelerator" not in data
+    # the TrainJob launcher needs no GPU itself
+    assert "accelerator" not in execs["exec-train-trainjob"]["container"]["resources"]
+
+
+def test_secrets_come_from_kubernetes_never_from_the_yaml(cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://secret-host:5000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+    out, spec, platform = _compile(cfg, tmp_path, False)
+    text = out.read_text()
+    assert "very-secret-value" not in text and "secret-host" not in text
+    execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in ("exec-data", "exec-train", "exec-evaluate", "exec-register", "exec-train-trainjob"):
+        secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in execs[name]["secretAsEnv"]}
+        assert secrets["mlflow-tracking"] >= {"MLFLOW_TRACKING_URI"}, name
+        assert secrets["s3-credentials"] >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}, name
+
+
+def test_ablation_pipeline_parallelfor_and_collected(cfg, tmp_path):
+    from mslstm.commands.pipeline import validate_package
+
+    out, spec, _ = _compile(cfg, tmp_path, True)
+    validate_package(out)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["models"]["defaultValue"] == ["convlstm", "smslstm", "tmslstm", "mslstm"]
+    text = out.read_text()
+    assert "parameterIterator" in text
+    comps = spec["components"]
+    assert "comp-summarize-ablation" in comps
+    assert comps["comp-summarize-ablation"]["inputDefinitions"]["parameters"]["results"]["parameterType"] == "LIST"
+    # the ablation budget is in the config default
+    default = json.loads(params["config"]["defaultValue"])
+    assert default["train"]["epochs"] == cfg.ablation.epochs
+    assert default["evaluate"]["max_sequences"] == cfg.ablation.eval_sequences
+
+
+def test_compile_command_writes_validated_yaml(tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    assert main(["--params", str(ROOT / "params.yaml"), "pipeline", "compile", "--out", str(out)]) == 0
+    assert "validated" in capsys.readouterr().out
+    from kfp import components
+
+    assert components.load_component_from_file(str(out)).name == "mslstm-training"
+
+
+def test_validate_package_refuses_garbage(tmp_path):
+    from mslstm.commands.pipeline import validate_package
+    from mslstm.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipelineInfo: {name: x}\nnotAField: 1\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        validate_package(bad)
+
+
+def test_unknown_pipeline_argument_is_refused(capsys):
+    rc = main(["--params", str(ROOT / "params.yaml"), "pipeline", "submit", "--host", "http://127.0.0.1:9",
+               "--arg", "epoch=3"])
+    assert rc == 2
+    assert "--arg epoch: not a parameter of the pipeline" in capsys.readouterr().err
+
+
+class _FakeKFP(BaseHTTPRequestHandler):
+    """Plays the KFP v2beta1 endpoints that kfp.Client.create_run_from_pipeline_package calls."""
+
+    requests: list = []
+
+    def _reply(self, obj, code=200):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n)) if n else None
+        self.requests.append((self.command, self.path.split("?")[0], body))
+        if self.path.startswith("/apis/v2beta1/healthz"):
+            return self._reply({"multi_user": False})
+        if self.path.startswith("/apis/v2beta1/experiments"):
+            if self.command == "GET":
+                return self._reply({"experiments": [], "total_size": 0})
+            return self._reply({"experiment_id": "exp-42", "display_name": body["display_name"]})
+        if self.path.startswith("/apis/v2beta1/runs") and self.command == "POST":
+            return self._reply({"run_id": "run-123", "display_name": body["display_name"],
+                                "experiment_id": body["experiment_id"], "state": "PENDING"})
+        return self._reply({"error": "not found"}, 404)
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_kfp(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # kfp.Client keeps a context file under ~/.config
+    _FakeKFP.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeKFP)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", _FakeKFP.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_submit_builds_the_run_request(fake_kfp, capsys, monkeypatch):
+    host, requests = fake_kfp
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+    rc = main(["--params", str(ROOT / "params.yaml"), "pipeline", "submit", "--host", host, "--experiment", "ablations",
+               "--arg", "epochs=3", "--arg", "lr=1e-3", "--arg", "nodes=2", "--arg", "gpus=4"])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"{host}/#/runs/details/run-123"
+    posts = {path: body for method, path, body in requests if method == "POST"}
+    assert posts["/apis/v2beta1/experiments"]["display_name"] == "ablations"
+    run = posts["/apis/v2beta1/runs"]
+    assert run["experiment_id"] == "exp-42"
+    assert run["display_name"].startswith("mslstm-training ")
+    assert run["runtime_config"]["parameters"] == {"epochs": 3, "lr": 0.001, "nodes": 2, "gpus": 4}
+    spec = run["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "mslstm-training"
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
+    assert "very-secret-value" not in json.dumps(run)
+
+
+def test_submit_needs_a_host(capsys):
+    rc = main(["--params", str(ROOT / "params.yaml"), "pipeline", "submit"])
+    assert rc == 2
+    assert "--host" in capsys.readouterr().err

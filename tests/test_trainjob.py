@@ -1,0 +1,114 @@
+"""The Kubeflow Trainer TrainJob manifest (pure function) and the S3 hand-over its nodes use."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.trainjob import build_trainjob, trainjob_command, trainjob_state
+
+IMAGE = "ghcr.io/mslstm/mslstm-pipeline:0.1.0"
+
+
+def _manifest(**kw):
+    args = dict(
+        name="mslstm-abc", image=IMAGE, num_nodes=3, gpus_per_node=4, config_json=json.dumps({"train": {"lr": 0.1}}),
+        data_uri="s3://bucket/run/data/dataset", out_uri="s3://bucket/run/train/model-trainjob",
+        namespace="team-a", secrets={"mlflow-tracking": ["MLFLOW_TRACKING_URI"], "s3-credentials": ["AWS_ACCESS_KEY_ID"]},
+    )
+    args.update(kw)
+    return build_trainjob(**args)
+
+
+def test_manifest_fields():
+    m = _manifest()
+    assert m["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
+    assert m["kind"] == "TrainJob"
+    assert m["metadata"] == {"name": "mslstm-abc", "namespace": "team-a", "labels": {"app.kubernetes.io/part-of": "mslstm"}}
+    assert m["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": "torch-distributed"}
+    t = m["spec"]["trainer"]
+    assert t["image"] == IMAGE
+    assert t["numNodes"] == 3
+    assert t["numProcPerNode"] == 4
+    assert t["resourcesPerNode"]["limits"] == {"nvidia.com/gpu": "4"}
+    assert t["resourcesPerNode"]["requests"]["nvidia.com/gpu"] == "4"
+    assert t["resourcesPerNode"]["requests"]["cpu"] == "4"
+
+
+def test_command_runs_torchrun_of_mslstm_train():
+    cmd = _manifest()["spec"]["trainer"]["command"]
+    assert cmd[:2] == ["bash", "-c"]
+    script = cmd[2]
+    assert "torchrun --nproc-per-node=4 -m mslstm --params /tmp/mslstm/params.yaml train" in script
+    assert "--data-dir /tmp/mslstm/data --out /tmp/mslstm/train" in script
+    assert "python -m pipelines.remote download s3://bucket/run/data/dataset /tmp/mslstm/data" in script
+    # only node 0 uploads the result
+    assert 'if [ "${PET_NODE_RANK:-0}" = "0" ]; then python -m pipelines.remote upload /tmp/mslstm/train s3://bucket/run/train/model-trainjob; fi' in script
+    # rendezvous comes from the runtime's PET_* variables, never hard-coded
+    assert "--nnodes" not in script and "--master-addr" not in script
+
+
+def test_config_and_secrets_reach_nodes_as_env_without_values():
+    env = _manifest()["spec"]["trainer"]["env"]
+    by_name = {e["name"]: e for e in env}
+    assert json.loads(by_name["MSLSTM_CONFIG"]["value"]) == {"train": {"lr": 0.1}}
+    assert by_name["MLFLOW_TRACKING_URI"] == {
+        "name": "MLFLOW_TRACKING_URI",
+        "valueFrom": {"secretKeyRef": {"name": "mlflow-tracking", "key": "MLFLOW_TRACKING_URI", "optional": True}},
+    }
+    assert "value" not in by_name["AWS_ACCESS_KEY_ID"]
+
+
+def test_cpu_nodes_have_no_gpu_resources_and_one_process():
+    t = _manifest(gpus_per_node=0, num_nodes=2)["spec"]["trainer"]
+    assert "limits" not in t["resourcesPerNode"]
+    assert "nvidia.com/gpu" not in t["resourcesPerNode"]["requests"]
+    assert t["numProcPerNode"] == 1
+    assert "--nproc-per-node=1 " in t["command"][2]
+
+
+def test_uris_are_shell_quoted():
+    script = trainjob_command("s3://b/has space", "s3://b/out", 1)[2]
+    assert "'s3://b/has space'" in script
+
+
+@pytest.mark.parametrize("kw, key", [({"num_nodes": 0}, "num_nodes"), ({"gpus_per_node": -1}, "gpus_per_node")])
+def test_bad_sizes_are_refused(kw, key):
+    with pytest.raises(ValueError, match=key):
+        _manifest(**kw)
+
+
+def test_trainjob_state_from_conditions():
+    assert trainjob_state({}) is None
+    assert trainjob_state({"status": {"conditions": [{"type": "Created", "status": "True"}]}}) is None
+    assert trainjob_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "Complete"
+    assert trainjob_state({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) == "Failed"
+    assert trainjob_state({"status": {"conditions": [{"type": "Failed", "status": "False"}]}}) is None
+
+
+def test_manifest_is_a_valid_kubernetes_object_name_and_yaml():
+    import yaml
+
+    m = _manifest()
+    assert yaml.safe_load(yaml.safe_dump(m)) == m
+
+
+def test_s3_hand_over_round_trip(s3_bucket, tmp_path):
+    """What node 0 uploads is what the train task downloads into its Model artifact (real moto S3)."""
+    from mslstm.errors import StorageError
+    from pipelines.remote import download_dir, main, upload_dir
+
+    src = tmp_path / "train"
+    (src / "sub").mkdir(parents=True)
+    (src / "best.pt").write_bytes(b"\x00\x01weights")
+    (src / "sub" / "history.csv").write_text("epoch,train_loss\n1,0.5\n")
+    uri = f"s3://{s3_bucket}/runs/1/model-trainjob"
+    assert upload_dir(src, uri) == 2
+    dst = tmp_path / "model"
+    assert main(["download", uri, str(dst)]) == 0
+    assert (dst / "best.pt").read_bytes() == b"\x00\x01weights"
+    assert (dst / "sub" / "history.csv").read_text() == "epoch,train_loss\n1,0.5\n"
+    with pytest.raises(StorageError, match="no objects"):
+        download_dir(f"s3://{s3_bucket}/nothing-here", tmp_path / "x")
+    with pytest.raises(StorageError, match="s3://"):
+        download_dir("/local/path", tmp_path / "x")
