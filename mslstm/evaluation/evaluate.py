@@ -105,6 +105,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     Returns ``{"metrics": {...}, "per_frame": {...}, "frames": [...], "sequences": n, "model": name,
     "run_id": ..., "files": [...]}``.
     """
+    from mslstm.config import to_dict
     from mslstm.data.dataset import VideoDataset
     from mslstm.evaluation import visuals
     from mslstm.training.checkpoint import load_model
@@ -134,6 +135,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
         "split": ecfg.split,
         "sequences": n,
         "model": mcfg.name,
+        "model_config": to_dict(mcfg),
         "checkpoint": str(checkpoint),
         "checkpoint_step": payload.get("step"),
     }
