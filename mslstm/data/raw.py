@@ -105,7 +105,7 @@ def read_digit_pool(raw_dir: str | os.PathLike, source: str) -> np.ndarray:
     return pool
 
 
-def build_raw_dir(raw_dir: Path, source: str, digit_size: int) -> Path:
+def build_raw_dir(raw_dir: Path, source: str) -> Path:
     """Build the raw folder for a shipped-digit source in a staging folder beside ``raw_dir``; return it."""
     from mslstm.data.digits import load_digits
 
@@ -113,7 +113,7 @@ def build_raw_dir(raw_dir: Path, source: str, digit_size: int) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.", suffix=".tmp", dir=raw_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; the folder is renamed into place as is
     try:
-        write_digit_pool(staging, source, load_digits(source, size=digit_size))
+        write_digit_pool(staging, source, load_digits(source))  # native size: hash independent of config
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -191,7 +191,7 @@ def ensure_raw_data(data_cfg: Any, root: str | os.PathLike = ".") -> dict[str, A
 
     if not dvc_file.is_file():
         if rebuildable and not pool_ok:
-            staging = build_raw_dir(raw_dir, source, data_cfg.digit_size)
+            staging = build_raw_dir(raw_dir, source)
             if raw_dir.exists():  # keep whatever else the user has in data/; add the pool
                 target = raw_dir / POOL_DIRS[source]
                 replace_dir(staging / POOL_DIRS[source], target)
@@ -235,7 +235,7 @@ def ensure_raw_data(data_cfg: Any, root: str | os.PathLike = ".") -> dict[str, A
         raise DataError(f"{dvc_file}: {raw_dir} is missing and no DVC remote is configured to pull it from; "
                         "`dvc remote add -d ...` or put the files back")
 
-    staging = build_raw_dir(raw_dir, source, data_cfg.digit_size)
+    staging = build_raw_dir(raw_dir, source)
     try:
         rebuilt = dvc_hash(staging)["md5"]
         if rebuilt != recorded:
