@@ -167,7 +167,7 @@ def configured_remote(repo_root: Path, name: str = "") -> str | None:
 
 def dvc_pull(dvc_file: Path, remote: str, repo_root: Path) -> None:
     """``dvc pull -r <remote> <dvc_file>`` (credentials and endpoint come from the environment / DVC config)."""
-    cmd = [sys.executable, "-m", "dvc", "pull", "-q", "-r", remote, str(dvc_file.resolve())]
+    cmd = [sys.executable, "-m", "dvc", "pull", "-r", remote, str(dvc_file.resolve())]
     log.info("pulling %s from DVC remote %r", dvc_file, remote)
     proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
