@@ -51,23 +51,43 @@ def summarise_split(data_dir: Path, meta: dict[str, Any], split: str, chunk: int
         return rows
     n, t, c, h, w = arr.shape
     size_ok = bool(h % size_factor == 0 and w % size_factor == 0)
+    sc, of = np.float32(scale), np.float32(offset)
     with np.errstate(invalid="ignore", over="ignore"):
         for start in range(0, n, chunk):
-            x = np.asarray(arr[start:start + chunk], dtype=np.float32) * np.float32(scale) + np.float32(offset)
-            flat = x.reshape(x.shape[0], -1)
-            nan = np.isnan(flat).sum(axis=1)
-            inf = np.isinf(flat).sum(axis=1)
-            finite = np.where(np.isfinite(flat), flat, np.nan)
-            all_bad = np.isnan(finite).all(axis=1)
-            safe = np.where(all_bad[:, None], 0.0, finite)  # avoid all-NaN warnings; reported via nan/inf counts
-            vmin = np.nanmin(safe, axis=1)
-            vmax = np.nanmax(safe, axis=1)
-            vmean = np.nanmean(safe, axis=1)
-            frame_max = np.nanmax(np.where(np.isnan(x), -np.inf, x).reshape(x.shape[0], t, -1), axis=2)
+            raw = np.asarray(arr[start:start + chunk])
+            k = raw.shape[0]
+            if raw.dtype.kind in "ui":
+                # Integers: no NaN/Inf; statistics on the raw values, then scaled (scale > 0 keeps the order).
+                flat = raw.reshape(k, -1)
+                nan = inf = np.zeros(k, np.int64)
+                vmin = flat.min(axis=1) * sc + of
+                vmax = flat.max(axis=1) * sc + of
+                vmean = flat.mean(axis=1) * sc + of
+                frame_max = raw.reshape(k, t, -1).max(axis=2) * sc + of
+                change = (np.abs(np.diff(raw.astype(np.int16), axis=1)).reshape(k, -1).mean(axis=1) * sc
+                          if t > 1 else np.zeros(k))
+                x = None
+            else:
+                x = raw.astype(np.float32) * sc + of
+                flat = x.reshape(k, -1)
+                finite = np.isfinite(flat)
+                if finite.all():
+                    nan = inf = np.zeros(k, np.int64)
+                    vmin, vmax, vmean = flat.min(axis=1), flat.max(axis=1), flat.mean(axis=1)
+                    frame_max = x.reshape(k, t, -1).max(axis=2)
+                else:
+                    nan = np.isnan(flat).sum(axis=1)
+                    inf = (~finite).sum(axis=1) - nan
+                    masked = np.where(finite, flat, np.nan)
+                    all_bad = ~finite.any(axis=1)
+                    masked[all_bad] = 0.0  # reported through the NaN/Inf counts
+                    vmin, vmax = np.nanmin(masked, axis=1), np.nanmax(masked, axis=1)
+                    vmean = np.nanmean(masked, axis=1)
+                    frame_max = np.nanmax(np.where(finite, flat, -np.inf).reshape(k, t, -1), axis=2)
+                change = (np.nanmean(np.abs(np.diff(x, axis=1)).reshape(k, -1), axis=1)
+                          if t > 1 else np.zeros(k))
             empty = (frame_max <= empty_level).mean(axis=1)
-            change = (np.nanmean(np.abs(np.diff(x, axis=1)).reshape(x.shape[0], -1), axis=1)
-                      if t > 1 else np.zeros(x.shape[0]))
-            for i in range(x.shape[0]):
+            for i in range(k):
                 rows.append({
                     "split": split, "index": start + i, "rank": 5, "frames": t, "channels": c, "height": h,
                     "width": w, "dtype": str(arr.dtype), "min": float(vmin[i]), "max": float(vmax[i]),
