@@ -65,3 +65,13 @@ def test_writer_rejects_bad_arrays(tmp_path):
     with pytest.raises(DataError, match="dtype int64 not supported"):
         write_dataset(tmp_path, {"train": np.zeros((1, 2, 1, 4, 4), np.int64)}, input_frames=1, output_frames=1)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_pickles_without_the_array_bytes(tiny_dataset):
+    import pickle
+
+    ds = VideoDataset(tiny_dataset, "test")
+    blob = pickle.dumps(ds)
+    assert len(blob) < ds.array.nbytes  # the mapped data is reopened, not copied
+    ds2 = pickle.loads(blob)
+    assert torch.equal(ds2[3], ds[3]) and isinstance(ds2.array, np.memmap)

@@ -235,6 +235,16 @@ class VideoDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         return self._to_tensor(self.array[idx])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started with spawn pickle the dataset: send the path, not the mapped array's bytes.
+        state = self.__dict__.copy()
+        state["array"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.array = open_split(self.data_dir, self.split)
+
     def __repr__(self) -> str:
         return f"VideoDataset({str(self.data_dir)!r}, {self.split!r}, shape={tuple(self.array.shape)})"
 
