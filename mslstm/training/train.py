@@ -88,13 +88,30 @@ def setup_distributed(device_pref: str = "auto") -> DistInfo:
     info = DistInfo(rank, local_rank, world, device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if use_cuda else None)
+        _init_process_group(backend, rank, world, device if use_cuda else None)
         info.initialised_here = True
         log.info("process group: backend %s, rank %d/%d (local %d), device %s", backend, rank, world, local_rank,
                  device)
     elif world > 1:
         info.rank, info.world_size = dist.get_rank(), dist.get_world_size()
     return info
+
+
+def _init_process_group(backend: str, rank: int, world: int, device_id: Any) -> None:
+    """``init_process_group`` from the torchrun environment. After a torchrun restart the store keys of this attempt
+    get their own prefix, so that no rank can read an address a dead worker of an earlier attempt published."""
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if restart == 0 or "MASTER_ADDR" not in os.environ:
+        dist.init_process_group(backend=backend, device_id=device_id)
+        return
+    from datetime import timedelta
+
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size=world,
+                          is_master=(not agent_store and rank == 0), timeout=timedelta(minutes=10),
+                          multi_tenant=not agent_store)
+    dist.init_process_group(backend=backend, store=dist.PrefixStore(f"mslstm/attempt_{restart}", store),
+                            rank=rank, world_size=world, device_id=device_id)
 
 
 def _all_reduce_sum(values: Sequence[float], dinfo: DistInfo) -> list[float]:
