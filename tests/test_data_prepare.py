@@ -198,3 +198,23 @@ def test_canvas_not_divisible_by_model_factor(work):
     cfg = load_config(None, SMALL + ["data.canvas_size=30"])
     with pytest.raises(DataError, match=r"data.canvas_size: 30 is not divisible by 4"):
         prepare_data(cfg, "out")
+
+
+def test_idx_and_sklearn_digit_sources_generate_from_disjoint_pools(work):
+    import gzip
+
+    rng = np.random.default_rng(5)
+    imgs = rng.integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+    raw = np.array([2051, 30, 28, 28], ">u4").tobytes() + imgs.tobytes()
+    (work / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
+    cfg = load_config(None, SMALL + ["data.source=mnist-idx", "data.path=train-images-idx3-ubyte.gz"])
+    s = prepare_data(cfg, "idx")
+    assert s["raw"] == "external" and s["splits"]["train"] == [12, 6, 1, 32, 32]
+    assert read_meta("idx")["generator"]["pool_sizes"] == {"train": 24, "val": 3, "test": 3}
+    assert np.load("idx/train.npy").max() > 0
+
+    cfg = load_config(None, SMALL + ["data.source=sklearn-digits"])
+    s = prepare_data(cfg, "sk")
+    assert s["raw"] == "untracked" and (work / "data" / "sklearn_digits" / "digits.npy").is_file()
+    assert np.load(work / "data" / "sklearn_digits" / "digits.npy").shape == (1797, 8, 8)  # stored at native size
+    assert np.load("sk/val.npy").shape == (4, 6, 1, 32, 32)
