@@ -11,6 +11,7 @@ great_expectations is imported inside :func:`run_suite` only (its import takes ~
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import time
@@ -305,7 +306,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}.ok td:first-child{
 {html.escape(str(result['raw_hash']))}): {result['passed_expectations']} of {result['total_expectations']}
 expectations passed over {result['sequences']} sequences. great-expectations {html.escape(_gx_version())},
 import {result['timing']['gx_import_s']} s, run {result['timing']['gx_run_s']} s.</p>
-<h2>Thresholds</h2><pre>{html.escape(str(result['thresholds']))}</pre>
+<h2>Thresholds</h2><pre>{html.escape(json.dumps(result["thresholds"], indent=1))}</pre>
 <h2>Expectations</h2>
 <table><tr><th>result</th><th>table</th><th>column</th><th>expectation</th><th>arguments</th><th>observed</th>
 <th>unexpected</th><th>examples</th></tr>{rows}</table>
