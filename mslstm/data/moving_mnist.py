@@ -74,7 +74,9 @@ def draw_trajectories(
     return Trajectories(digits=digits, positions=positions)
 
 
-def render(pool: np.ndarray, traj: Trajectories, canvas_size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+def render(
+    pool: np.ndarray, traj: Trajectories, canvas_size: int, start: int = 0, stop: int | None = None
+) -> np.ndarray:
     """Render sequences ``start:stop`` of ``traj`` to uint8 (n, T, 1, H, W) (max where digits overlap)."""
     stop = traj.digits.shape[0] if stop is None else stop
     digits = traj.digits[start:stop]

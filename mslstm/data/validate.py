@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mslstm.data.dataset import read_meta
-from mslstm.errors import DataError, DataValidationError
+from mslstm.errors import DataValidationError
 from mslstm.io import write_json, write_text
 
 log = logging.getLogger(__name__)
