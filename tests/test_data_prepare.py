@@ -176,7 +176,7 @@ def test_bad_input_one_line_error_exit_2_no_output(kind, work, capsys):
     assert sorted(p.name for p in work.iterdir() if p.name != "out") == before
 
 
-def test_s3_source_and_missing_bucket(work, s3_bucket, capsys):
+def test_s3_source_and_missing_bucket(work, s3_bucket, s3_env, capsys, monkeypatch):
     from mslstm.data import s3
 
     seq = np.random.default_rng(0).integers(0, 256, size=(6, 6, 16, 16), dtype=np.uint8)
@@ -185,6 +185,12 @@ def test_s3_source_and_missing_bucket(work, s3_bucket, capsys):
     cfg = load_config(None, FRAMES + ["data.source=array", f"data.path=s3://{s3_bucket}/videos/v.npy"])
     assert prepare_data(cfg, "out")["splits"]["train"] == [4, 6, 1, 16, 16]
     assert np.array_equal(np.load("out/train.npy")[:, :, 0], seq[:4])
+    # The endpoint may come from the config instead of the environment.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    cfg = load_config(None, FRAMES + ["data.source=array", f"data.path=s3://{s3_bucket}/videos/v.npy",
+                                      f"data.s3_endpoint_url={s3_env}"])
+    assert prepare_data(cfg, "out_cfg")["splits"]["test"] == [1, 6, 1, 16, 16]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env)
 
     rc = cli("--set", *_sets(FRAMES + ["data.source=array", "data.path=s3://no-such-bucket-abc/v.npy"]),
              "data", "--out", "out2")

