@@ -151,12 +151,14 @@ def find_repo_root(start: Path) -> Path | None:
 
 def configured_remote(repo_root: Path, name: str = "") -> str | None:
     """``name`` when that remote exists, else the repository's default remote, else None."""
-    from dvc.repo import Repo
+    from dvc.config import Config, ConfigError
 
-    with Repo(str(repo_root)) as repo:
-        conf = repo.config
-        remotes = set(conf.get("remote", {}))
-        default = conf.get("core", {}).get("remote")
+    try:  # DVC's own config loader (.dvc/config, config.local, user and system levels); no git needed
+        conf = Config(dvc_dir=str(repo_root / ".dvc"))
+    except ConfigError as exc:
+        raise StorageError(f"{repo_root / '.dvc' / 'config'}: {exc}") from exc
+    remotes = set(conf.get("remote", {}))
+    default = conf.get("core", {}).get("remote")
     if name:
         if name not in remotes:
             raise StorageError(f"data.dvc_remote: no DVC remote {name!r} (have {sorted(remotes)}); "
