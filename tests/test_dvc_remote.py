@@ -90,3 +90,18 @@ def test_unreachable_remote_falls_back_to_verified_rebuild(repo, s3_env, monkeyp
     shutil.rmtree(repo / "data")
     with pytest.raises(StorageError, match="data.dvc_remote: no DVC remote 'other'"):
         ensure_raw_data(load_config(None, ["data.dvc_remote=other"]).data)
+
+
+def test_remote_read_from_dvc_config_without_git(tmp_path):
+    from mslstm.data.raw import configured_remote, find_repo_root
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text(
+        "[core]\n    remote = storage\n['remote \"storage\"']\n    url = s3://b/p\n    endpointurl = http://127.0.0.1:9\n"
+    )
+    (tmp_path / "sub").mkdir()
+    assert find_repo_root(tmp_path / "sub") == tmp_path.resolve()
+    assert configured_remote(tmp_path) == "storage"
+    assert configured_remote(tmp_path, "storage") == "storage"
+    with pytest.raises(StorageError, match="no DVC remote 'x'"):
+        configured_remote(tmp_path, "x")
