@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/mslstm data --raw-only   # data/ per data.dvc: dvc pull from a remote, else rebuild offline + verify hash
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
