@@ -48,7 +48,8 @@ def test_ssim_identical_is_one_and_constant_images_match_closed_form():
     a, b = 0.8, 0.3
     expected = (2 * a * b + C1) / (a * a + b * b + C1)
     got = frame_metrics(const(a), const(b))["ssim"]
-    assert torch.allclose(got, torch.full((2, 3), expected, dtype=torch.float64), atol=1e-4)
+    # float32: E[x^2] - E[x]^2 rounds to ~1e-7, against C2 = 9e-4 that is ~3e-4 of SSIM on flat images
+    assert torch.allclose(got, torch.full((2, 3), expected, dtype=torch.float64), atol=1e-3)
 
 
 def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:

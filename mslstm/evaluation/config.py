@@ -101,11 +101,14 @@ class AblationConfig:
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
     epochs: int = 1
-    steps: int = 60
-    eval_sequences: int = 64       # test sequences scored per model (0 = the whole split)
+    steps: int = 30
+    eval_sequences: int = 32       # test sequences scored per model (0 = the whole split)
     out_dir: str = "artifacts/ablation"
     # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
-    overrides: dict[str, object] = field(default_factory=dict)
+    # Default: the ablation compares models, it does not ship them: no MLflow model / checkpoint upload per model.
+    overrides: dict[str, object] = field(
+        default_factory=lambda: {"tracking.log_model": False, "tracking.log_checkpoint": False}
+    )
 
     def validate(self) -> None:
         if not self.models:

@@ -185,7 +185,7 @@ def measure(cfg: Any) -> dict[str, Any]:
         opt.step()
 
     step_time = median_time(train_step, pcfg.warmup, pcfg.repeats, device)
-    train_step()  # state (grads, optimizer moments) exists before the memory measure
+    # gradients and optimizer moments exist now (repeats >= 1): the memory step below is a steady-state step
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
