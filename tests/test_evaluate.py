@@ -81,3 +81,20 @@ def test_evaluate_rejects_data_of_another_frame_size(tiny_dataset, tmp_path):
     ckpt = make_checkpoint(tmp_path / "best.pt", cfg)
     with pytest.raises(DataError, match="test.npy.*16x16"):
         evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")
+
+
+def test_cli_evaluate_door(tiny_dataset, tmp_path, mlflow_env, capsys):  # noqa: F811
+    from test_evaluate_common import cli_sets
+
+    from mslstm.cli import main
+
+    make_checkpoint(tmp_path / "train" / "best.pt", tiny_config())
+    rc = main([*cli_sets("evaluate.num_examples=0"), "evaluate", "--checkpoint", str(tmp_path / "train" / "best.pt"),
+               "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "ev")])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["sequences"] == 4 and printed["mse"] == pytest.approx(
+        json.loads((tmp_path / "ev" / "metrics.json").read_text())["mse"], rel=1e-5)
+    rc = main([*cli_sets(), "evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data-dir",
+               str(tiny_dataset), "--out", str(tmp_path / "ev2")])
+    assert rc == 2 and "missing.pt" in capsys.readouterr().err

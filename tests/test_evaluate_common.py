@@ -53,3 +53,8 @@ def mlflow_env(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     return uri
+
+
+def cli_sets(*extra: str) -> list[str]:
+    """``--set`` arguments of the tiny config for ``mslstm.cli.main``."""
+    return [f"--set={o}" for o in (*TINY, *extra)]

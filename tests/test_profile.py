@@ -79,3 +79,14 @@ def test_profile_config_rejects_bad_price():
 
     with pytest.raises(ConfigError, match="profile.prices.cpu"):
         tiny_config("profile.prices={cpu: -1}")
+
+
+def test_cli_profile_door(tmp_path, mlflow_env, capsys):  # noqa: F811
+    from test_evaluate_common import cli_sets
+
+    from mslstm.cli import main
+
+    rc = main([*cli_sets("model.name=convlstm"), "profile", "--out", str(tmp_path / "p")])
+    assert rc == 0
+    assert "| parameters |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "p" / "cost.json").read_text())["model"] == "convlstm"

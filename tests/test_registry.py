@@ -102,3 +102,17 @@ def test_register_missing_eval_names_the_file(tmp_path, mlflow_env):  # noqa: F8
     make_checkpoint(tmp_path / "train" / "best.pt", cfg)
     with pytest.raises(RegistryError, match="eval.*metrics.json.*not found"):
         register(cfg, tmp_path / "train", tmp_path / "eval", tmp_path / "profile", tmp_path / "reg")
+
+
+def test_cli_register_door(tmp_path, mlflow_env, capsys):  # noqa: F811
+    from test_evaluate_common import cli_sets
+
+    from mslstm.cli import main
+
+    cfg = tiny_config()
+    train, ev, prof = _candidate(tmp_path / "a", cfg, mse=5.0)
+    rc = main([*cli_sets(), "register", "--train-dir", str(train), "--eval-dir", str(ev), "--profile-dir", str(prof),
+               "--out", str(tmp_path / "reg")])
+    assert rc == 0
+    assert "PROMOTED -> models:/mslstm@champion (version 1)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "reg" / "decision.json").read_text())["promoted"] is True
