@@ -1,7 +1,7 @@
 """MLflow tracking: one run per training, opened by rank 0 only, never left RUNNING after a crash.
 
 Tracking URI: env ``MLFLOW_TRACKING_URI`` first, else ``tracking.uri`` (default ``sqlite:///mlflow.db``, relative to
-the working directory). The run's identity is written to ``<out_dir>/run.json``
+the working directory; relative SQLite paths are made absolute). The run's identity is written to ``<out_dir>/run.json``
 (``{"run_id", "tracking_uri", "experiment_id", "experiment_name"}``) so that later steps (evaluate, register) log
 into the same run with :func:`continue_run`.
 
@@ -40,10 +40,22 @@ def resolve_tracking_uri(tracking_cfg: Any = None) -> str:
     embedded SQLite default."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
-        return env
+        return absolute_sqlite_uri(env)
     section = getattr(tracking_cfg, "tracking", tracking_cfg)
     uri = getattr(section, "uri", None)
-    return uri or DEFAULT_TRACKING_URI
+    return absolute_sqlite_uri(uri or DEFAULT_TRACKING_URI)
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` -> ``sqlite:////<cwd>/mlflow.db``: the same file, but a URI that still points to it
+    from another working directory (run.json is read by later steps) and that MLflow's per-URI store cache cannot
+    confuse with another folder's database. Other URIs are returned unchanged."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = uri[len(prefix):]
+        if path and not path.startswith("/") and ":memory:" not in path:
+            return prefix + os.path.abspath(path)
+    return uri
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
@@ -229,7 +241,10 @@ def log_pytorch_model(model: Any, input_example: Any, name: str = "model", seria
     with torch.no_grad():
         output = model(torch.from_numpy(example)).detach().cpu().numpy()
     signature = infer_signature(example, output)
-    kwargs = dict(name=name, signature=signature, input_example=example, metadata=dict(metadata or {}))
+    # explicit requirements: MLflow's inference of them re-imports the model in a subprocess (~15 s per log)
+    reqs = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
+    kwargs = dict(name=name, signature=signature, input_example=example, metadata=dict(metadata or {}),
+                  pip_requirements=reqs)
     if serialization_format == "pt2":
         try:
             info = mlflow.pytorch.log_model(model, serialization_format="pt2", **kwargs)
@@ -237,7 +252,11 @@ def log_pytorch_model(model: Any, input_example: Any, name: str = "model", seria
         except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds; the pickle format still works
             log.warning("torch.export of the model failed (%s: %s); logging it in the pickle format instead",
                         type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
-    info = mlflow.pytorch.log_model(model, serialization_format="pickle", **kwargs)
+    # the pickle format imports the network's classes at load time: ship the ``model`` package with it
+    import model as model_pkg
+
+    info = mlflow.pytorch.log_model(model, serialization_format="pickle",
+                                    code_paths=[str(Path(model_pkg.__file__).resolve().parent)], **kwargs)
     return info.model_uri
 
 
@@ -326,7 +345,8 @@ def continue_run(run_info: str | os.PathLike | Mapping[str, Any] | None, enabled
     if not enabled or not info or not info.get("run_id"):
         yield Tracker(False)
         return
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or info.get("tracking_uri") or DEFAULT_TRACKING_URI
+    uri = absolute_sqlite_uri(
+        os.environ.get("MLFLOW_TRACKING_URI", "").strip() or info.get("tracking_uri") or DEFAULT_TRACKING_URI)
     with _active_run(uri, info.get("experiment_name") or DEFAULT_EXPERIMENT, info["run_id"], None, None,
                      False) as tracker:
         yield tracker
