@@ -434,6 +434,14 @@ def _train_loop(cfg: Any, data_dir: Path, out_dir: Path, dinfo: DistInfo, ckpt: 
         loss_acc = [float(v) for v in tstate.get("loss_acc", [0.0, 0.0])]
         stopped_early = bool(tstate.get("stopped_early", False))
         restore_rng_state(ckpt.get("rng"))
+        old_batch = tstate.get("global_batch", global_batch)
+        if old_batch != global_batch and start_pos:
+            # positions count batches of the old size: restart the interrupted epoch instead of guessing
+            if dinfo.is_main:
+                log.warning("global batch changed from %s to %d since the checkpoint: epoch %d restarts from its "
+                            "beginning (the result will differ from an uninterrupted run)", old_batch, global_batch,
+                            start_epoch + 1)
+            start_pos, loss_acc = 0, [0.0, 0.0]
         if dinfo.is_main:
             log.info("resumed from %s: epoch %d, position %d, step %d", out_dir / LAST, start_epoch, start_pos, step)
 
