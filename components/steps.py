@@ -11,7 +11,7 @@ size, learning rate, GPUs) are separate parameters applied as overrides (0 / "" 
 
 import functools
 from types import SimpleNamespace
-from typing import List, NamedTuple
+from typing import List
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
@@ -32,9 +32,7 @@ def data(config: str, dataset: Output[Dataset]) -> None:
     dataset.metadata.update(numeric_items(info))
 
 
-def validate(
-    config: str, dataset: Input[Dataset], report: Output[HTML], metrics: Output[Metrics]
-) -> NamedTuple("ValidateOutputs", [("passed", bool)]):
+def validate(config: str, dataset: Input[Dataset], report: Output[HTML], metrics: Output[Metrics]) -> bool:
     """Validate the dataset with the Great Expectations suite (``mslstm.data.validate.validate_data``).
 
     Args:
@@ -44,12 +42,12 @@ def validate(
         metrics: expectation counts of the validation result.
 
     Returns:
-        passed: whether every expectation held; training runs only when it is true.
+        Whether every expectation held; training runs only when it is true. (A single return value rather than a
+        named output: kfp 2.17's local runner cannot resolve conditions on named outputs with a dash-free name.)
     """
     import logging
     import os
     import tempfile
-    from collections import namedtuple
 
     from components.runtime import copy_file, load_config_json, log_metrics, read_json
     from mslstm.data.validate import validate_data
@@ -66,7 +64,7 @@ def validate(
     copy_file(os.path.join(out, "report.html"), report.path)
     log_metrics(metrics, read_json(os.path.join(out, "result.json")))
     metrics.log_metric("passed", float(passed))
-    return namedtuple("ValidateOutputs", ["passed"])(passed)
+    return passed
 
 
 def train(

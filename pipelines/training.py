@@ -107,7 +107,7 @@ def build_training_pipeline(cfg: Any) -> Callable:
         data_task, val_task = _data_tasks(c, cfg, config)
         profile_task = _light(c.profile(config=config, model_name=model_name), cfg)
         _no_cache(profile_task).set_display_name("profile")
-        with dsl.If(val_task.outputs["passed"] == True, name="data-valid"):  # noqa: E712
+        with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
             with dsl.If(nodes > 1, name="multi-node"):
                 tj = _light(
                     c.train_trainjob(config=config, dataset=data_task.outputs["dataset"], image=image, nodes=nodes,
@@ -176,7 +176,7 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
             gpus: GPUs per model's train task (0 or 1).
         """
         data_task, val_task = _data_tasks(c, cfg, config)
-        with dsl.If(val_task.outputs["passed"] == True, name="data-valid"):  # noqa: E712
+        with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
             with dsl.ParallelFor(models, name="models") as model_name:
                 tr = _heavy(
                     c.train(config=config, dataset=data_task.outputs["dataset"], model_name=model_name,

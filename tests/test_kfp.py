@@ -71,7 +71,7 @@ def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
     assert root["data"]["cachingOptions"].get("enableCache") is True
     assert root["validate"]["cachingOptions"].get("enableCache") is True
     assert root["validate"]["dependentTasks"] == ["data"]
-    assert "passed" in root["condition-1"]["triggerPolicy"]["condition"]
+    assert "validate-Output" in root["condition-1"]["triggerPolicy"]["condition"]
 
 
 def test_training_resources_and_gpu(cfg, tmp_path):

@@ -1,0 +1,66 @@
+"""`mslstm pipeline run --local`: the whole KFP training pipeline for real with kfp's SubprocessRunner.
+
+Tiny config, own working folder and SQLite MLflow store; checks the task artifacts, the MLflow run of training
+(with the evaluation logged into it) and the registered model version. About 1-2 minutes on 2 shared cores.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_pipeline_helpers import run, tiny_params
+
+
+def _one(root: Path, pattern: str) -> Path:
+    found = sorted(root.glob(pattern))
+    assert len(found) == 1, f"{pattern}: {found}"
+    return found[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_pipeline_run_local_end_to_end(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    proc = run(["mslstm", "pipeline", "run", "--local", "--root", "kfp", "--arg", "lr=0.002"], tmp_path,
+               MLFLOW_TRACKING_URI=uri)
+    assert "pipeline finished" in proc.stdout
+    out = _one(tmp_path / "kfp", "mslstm-training-*")
+    # every step ran and left its artifacts
+    meta = json.loads((out / "data" / "dataset" / "meta.json").read_text())
+    assert meta["input_frames"] == 3 and meta["splits"]["train"]["shape"][0] == 8
+    assert (out / "validate" / "report").read_text().lstrip().lower().startswith("<!doctype html") or \
+        "<html" in (out / "validate" / "report").read_text().lower()
+    model_dir = _one(out, "train*/model")
+    for name in ("best.pt", "last.pt", "metrics.json", "history.csv", "run.json"):
+        assert (model_dir / name).is_file(), name
+    eval_dir = _one(out, "evaluate*/evaluation")
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert 0 <= metrics["mse"] and 0 <= metrics["ssim"] <= 1
+    assert "<table" in _one(out, "evaluate*/report").read_text()
+    # the Metrics artifact (KFP UI) carries the numbers as metadata
+    executor = json.loads(_one(out, "evaluate*/executor_output.json").read_text())
+    logged = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert logged["mse"] == pytest.approx(metrics["mse"])
+    assert json.loads(executor["parameterValues"]["Output"])["model"] == "mslstm"
+    cost = json.loads((out / "profile" / "profile_dir" / "cost.json").read_text())
+    assert cost["params"] > 0
+    decision = json.loads(_one(out, "register*/decision/decision.json").read_text())
+    # the TrainJob branch was skipped (nodes = 1)
+    assert not list(out.glob("train-trainjob*"))
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = json.loads((model_dir / "run.json").read_text())["run_id"]
+    r = client.get_run(run_id)
+    assert r.info.status == "FINISHED"
+    assert float(r.data.params["train.lr"]) == pytest.approx(0.002)  # the per-run pipeline parameter took effect
+    assert any(k.endswith("mse") and k.startswith("test") for k in r.data.metrics), r.data.metrics
+    versions = client.search_model_versions("name='mslstm'")
+    assert len(versions) == 1
+    assert str(decision["version"]) == str(versions[0].version)
