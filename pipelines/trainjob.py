@@ -22,29 +22,31 @@ PLURAL = "trainjobs"
 WORKDIR = "/tmp/mslstm"
 
 
-def trainjob_command(data_uri: str, out_uri: str, gpus_per_node: int) -> list[str]:
+def trainjob_command(data_uri: str, out_uri: str, gpus_per_node: int, workdir: str = WORKDIR) -> list[str]:
     """The per-node command: fetch data, ``torchrun -m mslstm train``, node 0 uploads the result.
 
     Args:
         data_uri: S3 URI of the processed dataset directory (the pipeline's ``Dataset`` artifact).
         out_uri: S3 URI where node 0 uploads the training directory (checkpoints, metrics, run.json).
         gpus_per_node: processes per node (one per GPU; at least 1).
+        workdir: scratch folder on the node.
 
     Returns:
         ``["bash", "-c", script]`` for the trainer container.
     """
     nproc = max(1, int(gpus_per_node))
     q = shlex.quote
+    w = q(workdir)
     script = " && ".join(
         [
             "set -euo pipefail",
-            f"mkdir -p {WORKDIR}",
-            f'printf "%s" "$MSLSTM_CONFIG" > {WORKDIR}/params.yaml',
-            f"python -m pipelines.remote download {q(data_uri)} {WORKDIR}/data",
+            f"mkdir -p {w}",
+            f'printf "%s" "$MSLSTM_CONFIG" > {w}/params.yaml',
+            f"python -m pipelines.remote download {q(data_uri)} {w}/data",
             # --nnodes/--node-rank/--master-* come from the PET_* variables the torch-distributed runtime sets.
-            f"torchrun --nproc-per-node={nproc} -m mslstm --params {WORKDIR}/params.yaml "
-            f"train --data-dir {WORKDIR}/data --out {WORKDIR}/train",
-            f'if [ "${{PET_NODE_RANK:-0}}" = "0" ]; then python -m pipelines.remote upload {WORKDIR}/train {q(out_uri)}; fi',
+            f"torchrun --nproc-per-node={nproc} -m mslstm --params {w}/params.yaml "
+            f"train --data-dir {w}/data --out {w}/train",
+            f'if [ "${{PET_NODE_RANK:-0}}" = "0" ]; then python -m pipelines.remote upload {w}/train {q(out_uri)}; fi',
         ]
     )
     return ["bash", "-c", script]

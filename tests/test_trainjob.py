@@ -112,3 +112,43 @@ def test_s3_hand_over_round_trip(s3_bucket, tmp_path):
         download_dir(f"s3://{s3_bucket}/nothing-here", tmp_path / "x")
     with pytest.raises(StorageError, match="s3://"):
         download_dir("/local/path", tmp_path / "x")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_node_command_runs_for_real(s3_bucket, s3_env, tiny_dataset, tmp_path):
+    """What each TrainJob node runs, run here as node 0 of 1 (PET_* as the torch-distributed runtime sets them):
+    download the dataset from S3, torchrun -m mslstm train, upload the training folder."""
+    import os
+    import subprocess
+    import sys
+
+    from mslstm.config import load_config
+    from pipelines.remote import download_dir, upload_dir
+
+    cfg = load_config(None, {
+        "data.input_frames": 3, "data.output_frames": 3,
+        "model.input_frames": 3, "model.output_frames": 3, "model.frame_size": [16, 16], "model.hidden": 4,
+        "model.layers": 2, "model.scales": [1, 1], "model.patch_size": 4,
+        "train.epochs": 1, "train.batch_size": 4, "train.max_steps": 2, "train.progress": "quiet", "train.device": "cpu",
+        "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "tracking.system_metrics": False,
+        "tracking.log_model": False, "tracking.log_checkpoint": False,
+    })
+    data_uri, out_uri = f"s3://{s3_bucket}/run/dataset", f"s3://{s3_bucket}/run/model-trainjob"
+    upload_dir(tiny_dataset, data_uri)
+    m = build_trainjob(name="local", image=IMAGE, num_nodes=1, gpus_per_node=0, config_json=json.dumps(cfg.to_dict()),
+                       data_uri=data_uri, out_uri=out_uri)
+    command = trainjob_command(data_uri, out_uri, 0, workdir=str(tmp_path / "node"))
+    assert m["spec"]["trainer"]["command"][2].replace("/tmp/mslstm", str(tmp_path / "node")) == command[2]
+    node_env = {e["name"]: e["value"] for e in m["spec"]["trainer"]["env"] if "value" in e}
+    env = {**os.environ, **node_env, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": "0",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    got = tmp_path / "got"
+    download_dir(out_uri, got)
+    for name in ("best.pt", "last.pt", "metrics.json", "history.csv", "run.json"):
+        assert (got / name).is_file(), name
+    assert json.loads((got / "metrics.json").read_text())["steps"] == 2
