@@ -189,6 +189,7 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[HTML],
     model_name: str = "",
+    cost: str = "",
 ) -> str:
     """Score the trained model on the test split (``mslstm.evaluation.evaluate.evaluate``).
 
@@ -200,9 +201,11 @@ def evaluate(
         metrics: the evaluation metrics (MSE, MAE, SSIM, PSNR...).
         report: metrics table and example pictures (HTML).
         model_name: model of this run ("" = the config's); only labels the result.
+        cost: the profile task's ``cost.json`` as JSON ("" = none); passed through into the result.
 
     Returns:
-        JSON ``{"model": name, "metrics": {...}}`` (the ablation summary collects these).
+        JSON ``{"model", "metrics", "model_config", "train": {"steps", "time_s"}, "cost"}``: one per-model result
+        of ``mslstm.evaluation.ablation.summarize_ablation`` (the ablation pipeline collects these).
     """
     import json
     import os
@@ -217,7 +220,15 @@ def evaluate(
     result = read_json(os.path.join(evaluation.path, "metrics.json"))
     nums = log_metrics(metrics, result)
     html_report(report.path, f"Evaluation of {cfg.model.name}", nums, evaluation.path)
-    return json.dumps({"model": cfg.model.name, "metrics": result, "eval_dir": evaluation.path})
+    info = read_json(os.path.join(evaluation.path, "eval.json"))
+    trained = read_json(os.path.join(model.path, "metrics.json"))
+    return json.dumps({
+        "model": info.get("model") or cfg.model.name,
+        "metrics": result,
+        "model_config": info.get("model_config"),
+        "train": {"steps": trained.get("steps"), "time_s": trained.get("train_time_s")},
+        "cost": json.loads(cost) if cost else {},
+    })
 
 
 def profile(
@@ -286,26 +297,28 @@ def register(
     return json.dumps(result)
 
 
-def summarize_ablation(config: str, results: List[str], summary: Output[Artifact], table: Output[Markdown]) -> None:
+def summarize_ablation(
+    config: str, results: List[str], summary: Output[Artifact], table: Output[Markdown], chart: Output[HTML]
+) -> None:
     """Collect the per-model results of the ablation into the comparison table and radar chart
     (``mslstm.evaluation.ablation.summarize_ablation``).
 
     Args:
         config: the validated config as JSON.
         results: one JSON string per model from the evaluate tasks (``dsl.Collected``).
-        summary: output directory: comparison table and radar chart.
+        summary: output directory: ``ablation.md``, ``ablation.csv``, ``ablation.json``, ``radar.png``.
         table: the comparison table (Markdown).
+        chart: the radar chart (HTML).
     """
-    import glob
     import os
 
-    from components.runtime import ablation_results, copy_file, load_config_json
+    from components.runtime import ablation_results, copy_file, html_report, load_config_json
     from mslstm.evaluation.ablation import summarize_ablation as summarize_step
 
     load_config_json(config)
     summarize_step(ablation_results(results), summary.path)
-    tables = sorted(glob.glob(os.path.join(summary.path, "*.md")))
-    copy_file(tables[0] if tables else os.path.join(summary.path, "table.md"), table.path)
+    copy_file(os.path.join(summary.path, "ablation.md"), table.path)
+    html_report(chart.path, "Ablation: the MS-LSTM family", {}, summary.path)
 
 
 COMPONENT_FUNCS = (data, validate, train, train_trainjob, evaluate, profile, register, summarize_ablation)

@@ -128,20 +128,6 @@ def build_training_pipeline(cfg: Any) -> Callable:
     return mslstm_training
 
 
-def ablation_config(cfg: Any) -> Any:
-    """``cfg`` with the ablation budget applied (``ablation.epochs/steps/eval_sequences/overrides``)."""
-    a = cfg.ablation
-    over: dict[str, Any] = {}
-    if a.epochs and hasattr(cfg.train, "epochs"):
-        over["train.epochs"] = a.epochs
-    if a.steps and hasattr(cfg.train, "max_steps"):
-        over["train.max_steps"] = a.steps
-    if a.eval_sequences and hasattr(cfg.evaluate, "max_sequences"):
-        over["evaluate.max_sequences"] = a.eval_sequences
-    over.update(a.overrides)
-    return cfg.replace(over) if over else cfg
-
-
 def build_ablation_pipeline(cfg: Any) -> Callable:
     """The ablation pipeline: one train + evaluate per model (``dsl.ParallelFor``), then the comparison.
 
@@ -153,7 +139,9 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
     """
     c = build_components(cfg.pipeline.image)
     p = cfg.pipeline
-    acfg = ablation_config(cfg)
+    from mslstm.evaluation.ablation import ablation_config
+
+    acfg = ablation_config(cfg, cfg.model.name)  # the shared budget; model.name is set per iteration
     default_config = json.dumps(acfg.to_dict(), sort_keys=True)
 
     @dsl.pipeline(name=f"{p.name}-ablation", description="MS-LSTM ablation: ConvLSTM, SMS-LSTM, TMS-LSTM, MS-LSTM on the same data and budget")
@@ -178,6 +166,8 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
         data_task, val_task = _data_tasks(c, cfg, config)
         with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
             with dsl.ParallelFor(models, name="models") as model_name:
+                pr = _light(c.profile(config=config, model_name=model_name), cfg)
+                _no_cache(pr).set_display_name("profile")
                 tr = _heavy(
                     c.train(config=config, dataset=data_task.outputs["dataset"], model_name=model_name,
                             epochs=epochs, batch_size=batch_size, lr=lr, gpus=gpus),
@@ -186,7 +176,7 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
                 _no_cache(tr).set_display_name("train")
                 ev = _heavy(
                     c.evaluate(config=config, dataset=data_task.outputs["dataset"], model=tr.outputs["model"],
-                               model_name=model_name),
+                               model_name=model_name, cost=pr.outputs["Output"]),
                     cfg, gpus,
                 )
                 _no_cache(ev).set_display_name("evaluate")

@@ -64,3 +64,26 @@ def test_pipeline_run_local_end_to_end(tmp_path):
     versions = client.search_model_versions("name='mslstm'")
     assert len(versions) == 1
     assert str(decision["version"]) == str(versions[0].version)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ablation_pipeline_run_local(tmp_path):
+    """ParallelFor over two models (profile, train, evaluate each), dsl.Collected into summarize_ablation."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    refused = run(["mslstm", "pipeline", "run", "--local", "--ablation", "--arg", "register=false"], tmp_path,
+                  check=False)
+    assert refused.returncode == 2 and "--arg register: not a parameter" in refused.stderr  # no registry gate here
+    run(["mslstm", "pipeline", "run", "--local", "--ablation", "--root", "kfp"], tmp_path, MLFLOW_TRACKING_URI=uri)
+    out = _one(tmp_path / "kfp", "mslstm-training-ablation-*")
+    assert len(list(out.glob("for-loop-*-iteration-*"))) == 2
+    summary = out / "summarize-ablation" / "summary"
+    rows = json.loads((summary / "ablation.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["convlstm", "mslstm"]
+    for r in rows:  # metrics from evaluate, cost from profile, both carried through the collected results
+        assert r["mse"] is not None and r["params"] > 0 and r["step_time_ms"] is not None
+    assert rows[0]["params"] < rows[1]["params"]
+    assert (summary / "radar.png").stat().st_size > 1000
+    assert "| ConvLSTM |" in (out / "summarize-ablation" / "table").read_text()
+    assert "data:image/png;base64," in (out / "summarize-ablation" / "chart").read_text()
