@@ -33,6 +33,9 @@ class PipelineConfig:
     local_root: str = "artifacts/kfp_local"
     #: Build the ablation variant (ParallelFor over the four models + summary task) instead of the training one.
     ablation: bool = False
+    #: Models of the ablation trained at the same time (0 = all at once). ``pipeline run --local`` with a SQLite
+    #: MLflow store uses 1: SQLite does not take concurrent writers.
+    ablation_parallelism: int = 0
     #: Register the trained model (registry gate; pipeline parameter ``register``).
     register: bool = True
     #: GPUs per node for training (0 = CPU; >1 on one node runs torchrun inside the train task).
@@ -81,6 +84,8 @@ class PipelineConfig:
                 raise ValueError(f"{key}: must be a Kubernetes memory quantity like '4Gi' (got {getattr(self, key)!r})")
         if not self.accelerator.strip():
             raise ValueError("accelerator: must name the GPU resource, e.g. 'nvidia.com/gpu'")
+        if self.ablation_parallelism < 0:
+            raise ValueError(f"ablation_parallelism: must be >= 0, 0 = all models at once (got {self.ablation_parallelism})")
         if self.trainjob_timeout_s <= 0:
             raise ValueError(f"trainjob_timeout_s: must be > 0 (got {self.trainjob_timeout_s})")
         if self.host and not self.host.startswith(("http://", "https://")):

@@ -165,7 +165,7 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
         """
         data_task, val_task = _data_tasks(c, cfg, config)
         with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
-            with dsl.ParallelFor(models, name="models") as model_name:
+            with dsl.ParallelFor(models, name="models", parallelism=p.ablation_parallelism) as model_name:
                 pr = _light(c.profile(config=config, model_name=model_name), cfg)
                 _no_cache(pr).set_display_name("profile")
                 tr = _heavy(

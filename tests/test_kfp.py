@@ -114,6 +114,9 @@ def test_ablation_pipeline_parallelfor_and_collected(cfg, tmp_path):
     comps = spec["components"]
     assert "comp-summarize-ablation" in comps
     assert comps["comp-summarize-ablation"]["inputDefinitions"]["parameters"]["results"]["parameterType"] == "LIST"
+    assert "parallelismLimit" not in json.dumps(spec["components"])  # 0 = all models at once
+    _, spec1, _ = _compile(cfg.replace({"pipeline.ablation_parallelism": 1}), tmp_path / "p1", True)
+    assert "\"parallelismLimit\": 1" in json.dumps(spec1["components"])
     # the ablation budget is in the config default
     default = json.loads(params["config"]["defaultValue"])
     assert default["train"]["epochs"] == cfg.ablation.epochs

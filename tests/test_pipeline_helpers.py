@@ -37,6 +37,7 @@ def env(**extra: str) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "KF_PIPELINES"))}
     e.update(
         PATH=f"{BIN}:{e.get('PATH', '')}",
+        PYTHONPATH=str(ROOT),  # this checkout's code, whatever the editable install points at
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
         GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost",
@@ -64,7 +65,7 @@ def repo_copy(dest: Path) -> Path:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)
     (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "init", "-q"], dest)
+    run(["git", "init", "-q"], dest)  # (repo_copy callers run the copy's own code: PYTHONPATH=dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)
     return dest

@@ -10,6 +10,7 @@ The pipeline's parameter defaults and the ``config`` parameter come from params.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,10 @@ def run_local(cfg: Any, root: str | Path, arguments: dict[str, Any], ablation: b
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri
+    if uri.startswith("sqlite:") and cfg.pipeline.ablation_parallelism != 1:
+        # SQLite takes one writer at a time: parallel ablation tasks would race on it.
+        cfg = cfg.replace({"pipeline.ablation_parallelism": 1})
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline_func = build_pipeline(cfg, ablation)
     check_arguments(pipeline_func, arguments)
