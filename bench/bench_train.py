@@ -2,7 +2,7 @@
 (``ModelConfig()`` defaults: 64x64, 10 -> 10 frames, 6 layers of 64 channels) with 1 and 2 processes (torchrun,
 gloo), and the cost of MLflow logging per step (target: under 2% of the step time).
 
-    .venv/bin/python bench/bench_train.py [--models mslstm,convlstm] [--procs 1,2] [--steps 3] [--batch 2]
+    .venv/bin/python bench/bench_train.py [--models mslstm,convlstm] [--procs 1,2] [--steps 2] [--batch 1]
 
 Every figure comes from the real ``mslstm train`` path (``train()`` in a subprocess, tracking off) on random data;
 sequences/s = sequences trained / time in the training loop (validation excluded), all processes together.
@@ -86,8 +86,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mslstm,convlstm")
     p.add_argument("--procs", default="1,2")
-    p.add_argument("--steps", type=int, default=3, help="optimizer steps per measurement (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=2, help="sequences per process per step (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=2, help="optimizer steps per measurement (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1, help="sequences per process per step (default: %(default)s)")
     a = p.parse_args()
     import torch
 
@@ -109,7 +109,7 @@ def main() -> None:
                 m = run_train(tmp, model, n, a.steps, a.batch)
                 s_step = m["train_time_s"] / max(m["steps"], 1)
                 step_times.append(s_step)
-                print(f"{model:<10} {n:>5} {m['global_batch']:>12} {m['seq_per_s']:>8.2f} {s_step:>8.2f}", flush=True)
+                print(f"{model:<10} {n:>5} {m['global_batch']:>12} {m['seq_per_s']:>8.4f} {s_step:>8.2f}", flush=True)
         per_call = bench_mlflow(tmp)
     fastest = min(step_times)
     print(f"MLflow log_metrics (4 metrics, async, SQLite): {per_call * 1e3:.2f} ms per call = "
