@@ -9,9 +9,10 @@ seconds per batch after warm-up, sequences/s, and the peak memory of one trainin
        state and allocator overhead);
   GPU: ``torch.cuda.max_memory_allocated`` during the step minus the memory allocated before it.
 
-    python bench/bench_models.py                       # both configs, fp32, ~3-4 min on 2 CPU cores
+    python bench/bench_models.py                       # both configs, fp32: ~2 min on 2 idle CPU cores,
+                                                       # ~5 min on a loaded one
     python bench/bench_models.py --configs small --channels-last --amp bf16
-    python bench/bench_models.py --device cuda --batch 16 --repeats 10 --compile cells
+    python bench/bench_models.py --device cuda --batch 16 --ref-batch 16 --repeats 10 --ref-repeats 10
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ MODELS = ("convlstm", "smslstm", "tmslstm", "mslstm")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    p.add_argument("--batch", type=int, default=2, help="sequences per batch (default 2)")
+    p.add_argument("--batch", type=int, default=2, help="sequences per batch, small config (default 2)")
+    p.add_argument("--ref-batch", type=int, default=1,
+                   help="sequences per batch, reference config (default 1: seconds per sequence on a CPU)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per row for the small config (default 5)")
     p.add_argument("--ref-repeats", type=int, default=1,
                    help="timed steps per row for the reference config (default 1: seconds per step on a CPU)")
@@ -86,7 +89,8 @@ def run_row(args: argparse.Namespace, model_name: str, config_name: str) -> dict
             cell.compile()
     fwd = torch.compile(net) if args.compile == "model" else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    b, t = args.batch, cfg.total_frames
+    b = args.ref_batch if config_name == "reference" else args.batch
+    t = cfg.total_frames
     frames = torch.rand(b, t, cfg.in_channels, *cfg.frame_size, device=device)
     mask = (torch.rand(b, cfg.output_frames - 1, device=device) < 0.5).float()
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
@@ -160,8 +164,8 @@ def main(argv=None) -> int:
           f"torch {torch.__version__}, device {args.device}"
           + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else
              f", {args.threads or torch.get_num_threads()} threads"))
-    print(f"# batch {args.batch}, warm-up {args.warmup}, repeats small {args.repeats} / reference {args.ref_repeats}, "
-          f"channels_last {args.channels_last}, amp {args.amp}, compile {args.compile}")
+    print(f"# batch small {args.batch} / reference {args.ref_batch}, warm-up {args.warmup}, "
+          f"repeats small {args.repeats} / reference {args.ref_repeats}, channels_last {args.channels_last}, amp {args.amp}, compile {args.compile}")
     for c in configs:
         desc = ", ".join(f"{k} {v}" for k, v in CONFIGS[c].items()) or "paper: 64x64, hidden 64, 6 layers, patch 1"
         print(f"# {c}: {desc}; 10 -> 10 frames (T = 20)")
