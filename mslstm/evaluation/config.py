@@ -101,8 +101,8 @@ class AblationConfig:
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
     epochs: int = 1
-    steps: int = 30
-    eval_sequences: int = 32       # test sequences scored per model (0 = the whole split)
+    steps: int = 20
+    eval_sequences: int = 16       # test sequences scored per model (0 = the whole split)
     out_dir: str = "artifacts/ablation"
     # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
     # Default: the ablation compares models, it does not ship them: no MLflow model / checkpoint upload per model.
