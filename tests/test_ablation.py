@@ -87,3 +87,15 @@ def test_radar_table_normalises_by_the_largest():
     assert len(axes) == 5
     assert table["a"] == {"params": 1.0, "flops_forward": 0.5, "peak_memory_mib": 0.5, "step_time_ms": 1.0,
                           "mse": 0.5}
+
+
+def test_summarize_ablation_cost_from_config_when_dirs_are_elsewhere(tmp_path):
+    """In Kubeflow the evaluate tasks' folders are not mounted in the summary task: the config gives params/FLOPs."""
+    cfg = tiny_config()
+    results = [{"model": m, "metrics": {"mse": 1.0 + i, "ssim": 0.5}, "eval_dir": "/nonexistent/eval"}
+               for i, m in enumerate(("convlstm", "tmslstm", "mslstm"))]
+    s = summarize_ablation(results, tmp_path / "summary", cfg=cfg)
+    rows = {r["model"]: r for r in s["rows"]}
+    assert rows["tmslstm"]["params"] == rows["mslstm"]["params"] > rows["convlstm"]["params"]
+    assert rows["mslstm"]["flops_forward"] < rows["tmslstm"]["flops_forward"]   # the pyramid saves FLOPs
+    assert s["radar_axes"] == ["params", "flops_forward", "mse"]

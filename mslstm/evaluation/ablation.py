@@ -99,10 +99,11 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _row(result: Mapping[str, Any]) -> dict[str, Any]:
+def _row(result: Mapping[str, Any], cfg: Any = None) -> dict[str, Any]:
     """One table row from a per-model result: ``{"model", "metrics", "cost"?, "train"?, "eval_dir"?,
     "profile_dir"?}`` (missing cost figures are read from ``profile_dir/cost.json``, else params and FLOPs are
-    computed from the model config in ``eval_dir/eval.json``; what cannot be known stays None)."""
+    computed from the model config in ``result["model_config"]``, ``eval_dir/eval.json`` or ``cfg`` with the
+    result's model name; what cannot be known stays None)."""
     name = str(result.get("model") or "?")
     metrics = dict(result.get("metrics") or {})
     cost = dict(result.get("cost") or {})
@@ -111,7 +112,7 @@ def _row(result: Mapping[str, Any]) -> dict[str, Any]:
     if not metrics and result.get("eval_dir"):
         metrics = _read_json(Path(result["eval_dir"]) / "metrics.json")
     if "params" not in cost or "flops_forward" not in cost:
-        cost.update(_static_cost(result))
+        cost.update(_static_cost(result, cfg))
     train = dict(result.get("train") or {})
     mem = cost.get("peak_memory_bytes")
     step = cost.get("step_time_s")
@@ -133,11 +134,16 @@ def _row(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _static_cost(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Params and forward FLOPs from the model config (``result["model_config"]`` or ``eval_dir/eval.json``)."""
+def _static_cost(result: Mapping[str, Any], cfg: Any = None) -> dict[str, Any]:
+    """Params and forward FLOPs from the model config (``result["model_config"]``, ``eval_dir/eval.json``, or
+    ``cfg``'s model section with the result's model name)."""
     mc = result.get("model_config")
     if mc is None and result.get("eval_dir"):
         mc = _read_json(Path(result["eval_dir"]) / "eval.json").get("model_config")
+    if not mc and cfg is not None and result.get("model"):
+        from mslstm.config import to_dict
+
+        mc = to_dict(cfg.replace({"model.name": str(result["model"])}).model)
     if not mc:
         return {}
     import torch
@@ -186,13 +192,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summarize_ablation(results: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> dict[str, Any]:
+def summarize_ablation(results: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, cfg: Any = None
+                       ) -> dict[str, Any]:
     """Comparison table (``ablation.md``, ``ablation.csv``, ``ablation.json``) and ``radar.png`` of per-model results.
 
     Args:
         results: one dict per model: ``{"model": name, "metrics": {mse, ssim, ...}, "cost": {cost.json},
             "train": {"time_s", "steps"}, "eval_dir": ..., "profile_dir": ...}``; ``cost``/``train``/dirs optional.
         out_dir: output folder.
+        cfg: the ablation's Config (optional): params and FLOPs of a result without cost figures are computed
+            from its model section with the result's model name.
 
     Returns:
         ``{"rows": [...], "radar": {model: {indicator: normalised}}, "radar_axes": [...], "files": [...]}``.
@@ -204,7 +213,7 @@ def summarize_ablation(results: Sequence[Mapping[str, Any]], out_dir: str | os.P
 
         raise MSLSTMError("summarize_ablation: no per-model results to compare")
     out = Path(out_dir)
-    rows = [_row(r) for r in results]
+    rows = [_row(r, cfg) for r in results]
     table, axes = radar_table(rows)
     files = []
     buf = io.StringIO()
