@@ -165,7 +165,8 @@ def main(argv=None) -> int:
           + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else
              f", {args.threads or torch.get_num_threads()} threads"))
     print(f"# batch small {args.batch} / reference {args.ref_batch}, warm-up {args.warmup}, "
-          f"repeats small {args.repeats} / reference {args.ref_repeats}, channels_last {args.channels_last}, amp {args.amp}, compile {args.compile}")
+          f"repeats small {args.repeats} / reference {args.ref_repeats}, "
+          f"channels_last {args.channels_last}, amp {args.amp}, compile {args.compile}")
     for c in configs:
         desc = ", ".join(f"{k} {v}" for k, v in CONFIGS[c].items()) or "paper: 64x64, hidden 64, 6 layers, patch 1"
         print(f"# {c}: {desc}; 10 -> 10 frames (T = 20)")
