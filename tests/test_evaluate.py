@@ -98,3 +98,21 @@ def test_cli_evaluate_door(tiny_dataset, tmp_path, mlflow_env, capsys):  # noqa:
     rc = main([*cli_sets(), "evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data-dir",
                str(tiny_dataset), "--out", str(tmp_path / "ev2")])
     assert rc == 2 and "missing.pt" in capsys.readouterr().err
+
+
+def test_evaluate_reports_trivial_baselines(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
+    """A model that outputs blank frames scores exactly the blank-frame baseline (skill 0); the copy-last
+    baseline equals the hand computation on the dataset."""
+    from mslstm.data.dataset import VideoDataset
+
+    cfg = tiny_config("evaluate.num_examples=0")
+    ckpt = make_checkpoint(tmp_path / "blank.pt", cfg, bias=0.0)   # head weight 0, bias 0: predicts 0
+    m = evaluate(cfg, ckpt, tiny_dataset, tmp_path / "eval")["metrics"]
+    x = VideoDataset(tiny_dataset, "test").get_batch(list(range(4)))[:, :6]   # (B, T, C, H, W)
+    fut, last = x[:, 3:], x[:, 2:3]
+    assert m["baseline_blank_mse"] == pytest.approx(float(fut.pow(2).sum((2, 3, 4)).mean()), rel=1e-5)
+    assert m["baseline_copy_last_mse"] == pytest.approx(float((fut - last).pow(2).sum((2, 3, 4)).mean()), rel=1e-5)
+    assert m["mse"] == pytest.approx(m["baseline_blank_mse"], rel=1e-5)
+    assert abs(m["skill_vs_blank"]) < 1e-5
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["skill_vs_blank"] == pytest.approx(m["skill_vs_blank"])

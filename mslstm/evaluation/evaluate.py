@@ -65,6 +65,10 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
     t_in, t_out = mcfg.input_frames, mcfg.output_frames
     acc = MetricAccumulator()
     examples: list[tuple] = []
+    # Trivial predictors as yardsticks (field MSE, sum over pixels per frame): a blank frame, and the last input
+    # frame copied forward. A model that learned anything beats both.
+    base_zero = base_copy = 0.0
+    base_frames = 0
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         batch = ds.get_batch(idx)[:, : t_in + t_out].to(device)  # (B, T, C, H, W)
@@ -74,11 +78,19 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
         else:
             pred, target = out, batch[:, 1:]
         acc.update(pred, target)
+        last = batch[:, t_in - 1: t_in] if frames == "future" else batch[:, :-1]
+        base_zero += float(target.float().pow(2).sum())
+        base_copy += float((target - last).float().pow(2).sum())
+        base_frames += target.shape[0] * target.shape[1]
         for j in range(len(idx)):
             if len(examples) >= num_examples:
                 break
             examples.append((batch[j, :t_in].cpu(), batch[j, t_in:].cpu(), out[j, t_in - 1:].clamp(0, 1).cpu()))
     averaged, per_frame = acc.compute()
+    averaged["baseline_blank_mse"] = base_zero / max(base_frames, 1)
+    averaged["baseline_copy_last_mse"] = base_copy / max(base_frames, 1)
+    # Skill: the share of the blank-frame error the model removes (0 = no better than predicting nothing).
+    averaged["skill_vs_blank"] = 1.0 - averaged["mse"] / max(averaged["baseline_blank_mse"], 1e-12)
     first = t_in + 1 if frames == "future" else 2
     numbers = list(range(first, first + len(per_frame["mse"])))
     return averaged, per_frame, numbers, examples
@@ -165,6 +177,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
             mlflow.MlflowClient().log_batch(active, metrics=series)
             mlflow.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n)})
             mlflow.log_artifacts(str(out_dir), artifact_path="eval")
-    log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f", mcfg.name, averaged["mse"], averaged["mae"],
-             averaged["ssim"], averaged["psnr"])
+    log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f (blank-frame mse %.3f, copy-last mse %.3f)", mcfg.name,
+             averaged["mse"], averaged["mae"], averaged["ssim"], averaged["psnr"], averaged["baseline_blank_mse"],
+             averaged["baseline_copy_last_mse"])
     return {**info, "run_id": active, "files": [str(f) for f in files]}
