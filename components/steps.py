@@ -315,8 +315,7 @@ def summarize_ablation(
     from components.runtime import ablation_results, copy_file, html_report, load_config_json
     from mslstm.evaluation.ablation import summarize_ablation as summarize_step
 
-    load_config_json(config)
-    summarize_step(ablation_results(results), summary.path)
+    summarize_step(ablation_results(results), summary.path, cfg=load_config_json(config))
     copy_file(os.path.join(summary.path, "ablation.md"), table.path)
     html_report(chart.path, "Ablation: the MS-LSTM family", {}, summary.path)
 
