@@ -55,14 +55,12 @@ def load_config_json(config_json: str, overrides: Mapping[str, Any] | None = Non
 
 def numeric_items(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Flatten a (nested) dict to the finite numbers in it: ``{"a": {"b": 1}} -> {"a.b": 1.0}``."""
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(numeric_items(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-            out[key] = float(v)
-    return out
+    from mslstm.config import flatten
+
+    return {
+        k: float(v) for k, v in flatten(d, prefix).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
 
 
 def log_metrics(metrics: Any, values: Mapping[str, Any]) -> dict[str, float]:
