@@ -15,6 +15,18 @@ from mslstm.io import atomic_path
 PAD = 2  # pixels between frames
 
 
+def _save_png(fig, path: str | os.PathLike) -> Path:
+    """Lay out, write ``fig`` as a PNG atomically, close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _to_numpy(frames) -> np.ndarray:
     if hasattr(frames, "detach"):
         frames = frames.detach().cpu().float().numpy()
@@ -79,12 +91,7 @@ def save_strip(path: str | os.PathLike, inputs, target, pred, title: str = "") -
     ax.set_xticks([])
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def gif_frames(inputs, target, pred) -> np.ndarray:
@@ -135,12 +142,7 @@ def save_metric_plot(path: str | os.PathLike, frames: Sequence[int], values: Seq
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
     ax.set_title(title or f"{metric} per frame", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def save_radar(path: str | os.PathLike, table: Mapping[str, Mapping[str, float]], axes: Sequence[str],
@@ -165,9 +167,4 @@ def save_radar(path: str | os.PathLike, table: Mapping[str, Mapping[str, float]]
     ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7)
     ax.set_title(title or "normalised cost and error (closer to the centre is better)", fontsize=9)
     ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
