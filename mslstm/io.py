@@ -44,6 +44,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             os.fsync(fh.fileno())
 
 
+def require_file(path: str | os.PathLike, error: type[Exception], what: str = "file", empty_hint: str = "") -> Path:
+    """``path`` as a Path when it is a non-empty regular file; else ``error("<path>: <what> not found|is empty")``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: {what} is empty{empty_hint}")
+    return path
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mslstm.errors import DataError
-from mslstm.io import save_npy, write_json
+from mslstm.io import require_file, save_npy, write_json
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,7 @@ def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
 
 def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     """``np.load`` a ``.npy`` memory-mapped, never unpickling; every failure is a one-line DataError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
+    path = require_file(path, DataError)
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:

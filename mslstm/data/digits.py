@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mslstm.errors import DataError
+from mslstm.io import require_file
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,7 @@ def sklearn_digits(size: int = 28) -> np.ndarray:
 
 def read_idx_images(path: str | os.PathLike) -> np.ndarray:
     """Read an MNIST ``*-images-idx3-ubyte`` (optionally ``.gz``) file as uint8 (N, rows, cols)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
+    path = require_file(path, DataError)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:

@@ -87,20 +87,16 @@ def gate(cfg: Any, metrics: dict[str, Any], cost: dict[str, Any], champion_value
         ok = False
         reasons.append(f"test {metric} {new:.6g} does not beat the {rc.alias}'s {champion_value:.6g} "
                        f"by the margin {rc.min_improvement:.3g} ({word} is better)")
-    hours = float(cost.get("estimate", {}).get("device_hours", 0.0))
-    if rc.max_device_hours is not None:
-        if hours <= rc.max_device_hours:
-            reasons.append(f"estimated training {hours:.4g} device-hours within the budget {rc.max_device_hours:.4g}")
-        else:
-            ok = False
-            reasons.append(f"estimated training {hours:.4g} device-hours over the budget {rc.max_device_hours:.4g}")
-    flops = float(cost.get("flops_forward", 0.0))
-    if rc.max_flops is not None:
-        if flops <= rc.max_flops:
-            reasons.append(f"{flops:.4g} forward FLOPs/sequence within the budget {rc.max_flops:.4g}")
-        else:
-            ok = False
-            reasons.append(f"{flops:.4g} forward FLOPs/sequence over the budget {rc.max_flops:.4g}")
+    budgets = (
+        (float(cost.get("estimate", {}).get("device_hours", 0.0)), rc.max_device_hours,
+         "estimated training {v:.4g} device-hours {w} the budget {b:.4g}"),
+        (float(cost.get("flops_forward", 0.0)), rc.max_flops, "{v:.4g} forward FLOPs/sequence {w} the budget {b:.4g}"),
+    )
+    for value, budget, text in budgets:
+        if budget is not None:
+            within = value <= budget
+            ok = ok and within
+            reasons.append(text.format(v=value, b=budget, w="within" if within else "over"))
     return ok, reasons
 
 

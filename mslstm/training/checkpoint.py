@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mslstm.errors import CheckpointError
-from mslstm.io import atomic_path
+from mslstm.io import atomic_path, require_file
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,8 @@ def load_checkpoint(
         CheckpointError: missing, empty, truncated or corrupt file; pickled code; wrong format_version; another
             model config.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted, use another file")
+    path = require_file(path, CheckpointError, "checkpoint",
+                        " (0 bytes); the write was interrupted, use another file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
