@@ -19,7 +19,7 @@ import yaml
 
 from mslstm.config import load_config
 from mslstm.training.checkpoint import load_model
-from mslstm.training.tracking import (
+from mslstm.tracking import (
     DEFAULT_TRACKING_URI,
     continue_run,
     git_commit,

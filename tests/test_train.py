@@ -16,7 +16,8 @@ from mslstm.config import load_config
 from mslstm.errors import CheckpointError, ConfigError
 from mslstm.training.checkpoint import load_checkpoint
 from mslstm.training.config import TrainConfig
-from mslstm.training.train import sampling_mask, sequence_loss, train
+from mslstm.training.recipe import sampling_mask, sequence_loss
+from mslstm.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
