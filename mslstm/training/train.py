@@ -141,7 +141,8 @@ class Trainer:
                                 self.recipe.grad_scaler(device))
         ckpointer.header = {"model_config": to_dict(mcfg), "config": cfg.to_dict(), "world_size": dinfo.world_size,
                             "global_batch": self.global_batch}
-        self.model = None  # wrapped (compile / DDP) in fit(), after a resume restored the weights
+        self.model: Any = None  # wrapped (compile / DDP) in fit(), after a resume restored the weights
+        self.bar: Any = None    # tqdm progress bar (rank 0, train.progress: bar)
         self.local_loss = torch.zeros(2, dtype=torch.float64, device=device)  # this rank's loss sum / count
         self.seq_done, self.train_time, self.t_start = 0, 0.0, time.perf_counter()
         self.last_log_t, self.last_log_seq = self.t_start, 0
@@ -200,8 +201,9 @@ class Trainer:
         st, tcfg = self.state, self.tcfg
         self.train_time += seconds
         train_loss = st.loss_acc[0] / max(st.loss_acc[1], 1)
-        row: dict[str, Any] = {"epoch": st.epoch + 1 if epoch_done else st.epoch + st.position / batches, "step": st.step, "train_loss": train_loss,
-                               "lr": current_lr(st.optimizer), "tf_prob": self.recipe.teacher_forcing_prob(st.step),
+        row: dict[str, Any] = {"epoch": st.epoch + 1 if epoch_done else st.epoch + st.position / batches,
+                               "step": st.step, "train_loss": train_loss, "lr": current_lr(st.optimizer),
+                               "tf_prob": self.recipe.teacher_forcing_prob(st.step),
                                "seq_per_s": seqs / max(seconds, 1e-9), "time_s": time.perf_counter() - self.t_start}
         self.tracker.log_metrics({"epoch/train_loss": train_loss, "epoch/seq_per_s": row["seq_per_s"]}, step=st.step)
         improved = False
@@ -229,9 +231,9 @@ class Trainer:
         if diff > 0:
             log.warning("DDP replicas differ by up to %.3g after training", diff)
         self.ckpointer.finish(st)
+        rate = (self.seq_done / self.train_time) if self.train_time > 0 else None
         metrics = final_metrics(self.mcfg.name, st, world_size=dinfo.world_size, global_batch=self.global_batch,
-                                lr=self.lr, seq_per_s=(self.seq_done / self.train_time) if self.train_time > 0 else None,
-                                train_time_s=self.train_time, replica_max_abs_diff=diff)
+                                lr=self.lr, seq_per_s=rate, train_time_s=self.train_time, replica_max_abs_diff=diff)
         if dinfo.is_main:
             from mslstm.io import write_json
 
