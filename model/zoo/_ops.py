@@ -5,7 +5,6 @@
   their memories: maxpool 2x2 going down (scale grows), bilinear x2 going up (scale shrinks).
 * ``layer_input(i, x, outs, scales)``: the input of layer i of a stack / mirrored pyramid, exactly as
   ``model.networks.RecurrentCore`` computes it (maxpool going down, bilinear up + mirrored skip going up).
-* ``zeros_state(...)``: zero tensors for ``init_state``.
 """
 from __future__ import annotations
 
@@ -13,15 +12,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-
-
-def zeros_state(n: int, batch: int, channels: int, height: int, width: int, device=None, dtype=None,
-                channels_last: bool = False) -> tuple[torch.Tensor, ...]:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(
-        torch.zeros(batch, channels, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        for _ in range(n)
-    )
 
 
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -29,9 +29,9 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from model.zoo._ops import layer_input, rescale, warp, zeros_state
-
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
+from model.zoo._ops import layer_input, rescale, warp
 
 NEIGHBOURS = 3    # k: k x k offsets per position (the authors' self.k)
 ALPHA = 0.5       # trend step of the MotionGRU (the authors' self.alpha)
@@ -212,3 +212,9 @@ class MotionRNNCore(nn.Module):
 
 def make_cell(cfg, layer: int) -> MotionRNNCell:
     return MotionRNNCell(cfg.hidden, cfg.hidden, cfg.kernel_size, mim=layer > 0, motion=layer < cfg.layers - 1)
+
+
+register_family(
+    "motionrnn", "MotionRNN", "MIM backbone with MotionGRU and Motion Highway between layers",
+    "Wu et al., CVPR 2021", make_cell, ms_name="msmotionrnn", core=MotionRNNCore,
+)

@@ -18,9 +18,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from model.zoo._ops import layer_input, rescale, zeros_state
-
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
+from model.zoo._ops import layer_input, rescale
 
 
 class STLSTMCell(nn.Module):
@@ -117,3 +117,9 @@ class PredRNNCore(nn.Module):
 
 def make_cell(cfg, layer: int) -> STLSTMCell:
     return STLSTMCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "predrnn", "PredRNN", "ST-LSTM cells with the zigzag spatiotemporal memory M", "Wang et al., NeurIPS 2017",
+    make_cell, ms_name="mspredrnn", core=PredRNNCore,
+)

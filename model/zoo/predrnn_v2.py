@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.registry import register_family
 from model.zoo.predrnn import PredRNNCore, make_cell
 
 DECOUPLE_WEIGHT = 0.01   # the authors' cfg.decouple_loss_weight
@@ -105,10 +106,8 @@ def reverse_sampling_mask(progress: float, batch: int, input_frames: int, total_
     return (u < thresh).float()
 
 
-register_kwargs = dict(
-    name="predrnn_v2", label="PredRNN-V2",
-    description="ST-LSTM cells with memory decoupling and reverse scheduled sampling",
-    paper="Wang et al., TPAMI 2022",
-    make_cell=make_cell, core=PredRNNV2Core,
+register_family(
+    "predrnnv2", "PredRNN-V2", "ST-LSTM cells, memory decoupling loss, reverse scheduled sampling",
+    "Wang et al., TPAMI 2022", make_cell, ms_name="mspredrnnv2", core=PredRNNV2Core,
     recipe={"aux_loss_weight": DECOUPLE_WEIGHT, "scheduled_sampling": "reverse"},
 )

@@ -5,7 +5,7 @@ Causal LSTM layers (the temporal memory c and the spatiotemporal memory M in cas
 PredRNN, and a Gradient Highway Unit (GHU) between the first and the second layer: the second layer reads the
 highway state z instead of the first layer's output. As in the authors' code the GHU belongs to layer 2 (index 1)
 and runs at that layer's scale (in the MS- version, on the max-pooled output of layer 1); M moves between scales
-like PredRNN's (maxpool down, bilinear up).
+like PredRNN's (maxpool down, bilinear up): the core is ``PredRNNCore`` (``model/zoo/predrnn.py``).
 
 Parameters at the reference configuration (hidden 64, 6 layers, kernel 3): 4,869,825. The authors' 5,608,513
 builds a GHU in every layer but runs only the one of layer 2: the five others (5 x 147,712 = 738,560 parameters)
@@ -19,10 +19,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from model.zoo._ops import zeros_state
+from model.cells import State, zeros_state
+from model.registry import register_family
 from model.zoo.predrnn import PredRNNCore
-
-State = tuple[torch.Tensor, ...]
 
 
 class GradientHighwayUnit(nn.Module):
@@ -95,3 +94,9 @@ class CausalLSTMCell(nn.Module):
 
 def make_cell(cfg, layer: int) -> CausalLSTMCell:
     return CausalLSTMCell(cfg.hidden, cfg.hidden, cfg.kernel_size, highway=(layer == 1))
+
+
+register_family(
+    "predrnnpp", "PredRNN++", "Causal LSTM cells, zigzag memory M, gradient highway after layer 1",
+    "Wang et al., ICML 2018", make_cell, ms_name="mspredrnnpp", core=PredRNNCore,
+)

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.zoo._ops import warp, zeros_state
-
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
+from model.zoo._ops import warp
 
 LINKS = 10          # L, the authors' TrajGRU_link_num
 NEG_SLOPE = 0.2     # LeakyReLU slope of the flow features and of the candidate
@@ -65,3 +65,13 @@ class TrajGRUCell(nn.Module):
         cand = F.leaky_relu(c_x + r * c_h, NEG_SLOPE)
         h = (1 - z) * cand + z * h                                     # (B, hid, H, W)
         return h, (h,)
+
+
+def make_cell(cfg, layer: int) -> TrajGRUCell:
+    return TrajGRUCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "trajgru", "TrajGRU", "ConvGRU with learned warping trajectories (L = 10 links)", "Shi et al., NeurIPS 2017",
+    make_cell, ms_name="mstrajgru",
+)
