@@ -22,6 +22,10 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     half-pixel shift); here the two agree (``align_corners=True``), so zero flow is the identity.
     """
     n, _, h, w = x.shape
+    if x.device.type == "meta":
+        # Shapes only (FLOP counting on the meta device): grid_sample has no meta kernel and its Python
+        # decomposition takes seconds at the reference size, for no counted FLOPs.
+        return x.new_empty(x.shape)
     ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
     xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
     gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0          # (N, H, W)
