@@ -5,7 +5,7 @@ Each layer is a spatiotemporal LSTM (ST-LSTM): the usual temporal memory c plus 
 zigzags: up the layers within a time step, then from the top layer at t-1 to the bottom layer at t. In the
 MS- version M changes scale with the layers exactly as the authors' MS-PredRNN does: maxpool 2x2 when the next
 layer is coarser, bilinear x2 when it is finer (no skip for M), so M always has the resolution of the layer that
-reads it. ``PredRNNCore`` is also the core of PredRNN-V2 (``model/zoo/predrnn_v2.py``).
+reads it. ``PredRNNCore`` is also the core of PredRNN++ and, subclassed, of PredRNN-V2.
 
 Parameters at the reference configuration (hidden 64, 6 layers, kernel 3): 3,592,129; the authors' 3,594,817
 keeps a bias on each of Conv(x) and Conv(h) (4 x 64) and of Conv(x) and Conv(M) (3 x 64), fused here into one
