@@ -17,19 +17,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``MoDeRNN`` and ``MS_MoDeRNN``) at the reference configuration.
 AUTHORS_PARAMS = 5_854_657
-
-
-def _zeros(n: int, batch: int, channels: int, height: int, width: int, device, dtype,
-           channels_last: bool) -> State:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(
-        torch.zeros(batch, channels, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        for _ in range(n)
-    )
 
 
 class MultiKernelMean(nn.Module):
@@ -71,7 +63,7 @@ class MoDeRNNCell(nn.Module):
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False) -> State:
-        return _zeros(2, batch, self.hidden, height, width, device, dtype, channels_last)
+        return zeros_state(2, batch, self.hidden, height, width, device, dtype, channels_last)
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h, c = state                                            # (B, hid, H, W) each
@@ -84,3 +76,14 @@ class MoDeRNNCell(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)                    # (B, hid, H, W)
         return h, (h, c)
+
+
+def make_cell(cfg, layer: int) -> MoDeRNNCell:
+    """DCB iterations 5 and kernels (3, 5, 7), as in the authors' configuration."""
+    return MoDeRNNCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "modernn", "MoDeRNN", "ConvLSTM whose input and hidden state modulate each other (detail context block)",
+    "Chai et al., ICASSP 2022", make_cell,
+)

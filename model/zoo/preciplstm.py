@@ -19,26 +19,17 @@ MS-PrecipLSTM follows ``models/ms_preciplstm.py``: layer inputs are resized as i
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``PrecipLSTM`` and ``MS_PrecipLSTM``) at the reference configuration.
 AUTHORS_PARAMS = 7_041_217
-
-
-def _zeros(n: int, batch: int, channels: int, height: int, width: int, device, dtype,
-           channels_last: bool) -> State:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(
-        torch.zeros(batch, channels, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        for _ in range(n)
-    )
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -154,7 +145,7 @@ class PrecipLSTMCell(nn.Module):
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False) -> State:
-        return _zeros(4, batch, self.hidden, height, width, device, dtype, channels_last)
+        return zeros_state(4, batch, self.hidden, height, width, device, dtype, channels_last)
 
     @staticmethod
     def _memory(gates: nn.Conv2d, inp: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
@@ -195,10 +186,10 @@ class PrecipLSTMCore(nn.Module):
         layer_states, prev_inputs = [], []
         for cell, s in zip(self.cells, self.scales):
             layer_states.append(cell.init_state(batch, height // s, width // s, device, dtype, channels_last))
-            prev_inputs.append(_zeros(1, batch, cell.in_channels, height // s, width // s, device, dtype,
+            prev_inputs.append(zeros_state(1, batch, cell.in_channels, height // s, width // s, device, dtype,
                                       channels_last)[0])
         s0 = self.scales[0]
-        m = _zeros(1, batch, self.cells[0].hidden, height // s0, width // s0, device, dtype, channels_last)[0]
+        m = zeros_state(1, batch, self.cells[0].hidden, height // s0, width // s0, device, dtype, channels_last)[0]
         return layer_states, prev_inputs, m
 
     def forward(self, x: torch.Tensor, state):
@@ -220,3 +211,14 @@ class PrecipLSTMCore(nn.Module):
             outs.append(h)
             new_states.append(st)
         return outs[-1], (new_states, inputs, m)
+
+
+def make_cell(cfg, layer: int) -> PrecipLSTMCell:
+    """Local-attention window 30 x 30, as in the authors' configuration."""
+    return PrecipLSTMCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "preciplstm", "PrecipLSTM", "ST-LSTM with local-attention (SLAM) and temporal-differential (TDM) memories",
+    "Ma et al., IEEE TGRS 2022", make_cell, core=PrecipLSTMCore,
+)

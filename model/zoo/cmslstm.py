@@ -19,19 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``CMS_LSTM`` and ``MS_CMS_LSTM``) at the reference configuration.
 AUTHORS_PARAMS = 4_483_393
-
-
-def _zeros(n: int, batch: int, channels: int, height: int, width: int, device, dtype,
-           channels_last: bool) -> State:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(
-        torch.zeros(batch, channels, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        for _ in range(n)
-    )
 
 
 class BlockSelfAttention(nn.Module):
@@ -103,7 +95,7 @@ class CMSLSTMCell(nn.Module):
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False) -> State:
-        return _zeros(2, batch, self.hidden, height, width, device, dtype, channels_last)
+        return zeros_state(2, batch, self.hidden, height, width, device, dtype, channels_last)
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h, c = state                                            # (B, hid, H, W) each
@@ -124,3 +116,14 @@ class CMSLSTMCell(nn.Module):
         c = (1 - i) * c + i * torch.tanh(g)
         h = torch.sigmoid(o) * c                                # (B, hid, H, W)
         return h, (h, c)
+
+
+def make_cell(cfg, layer: int) -> CMSLSTMCell:
+    """CE iterations 5 and attention splits (1, 2, 4), as in the authors' configuration."""
+    return CMSLSTMCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "cmslstm", "CMS-LSTM", "ConvLSTM with context-embedding and multi-scale self-attention blocks",
+    "Chai et al., ICME 2022", make_cell,
+)

@@ -28,21 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-State = tuple[torch.Tensor, ...]
+from model.cells import State, zeros_state
+from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``MIM`` and ``MS_MIM``) at the reference configuration.
 AUTHORS_PARAMS = 7_361_473
 #: Parameters of the authors' model that never reach the output (first-layer MIM-N/MIM-S, unused forget gates).
 AUTHORS_DEAD_PARAMS = 627_776 + 369_280
-
-
-def _zeros(n: int, batch: int, channels: int, height: int, width: int, device, dtype,
-           channels_last: bool) -> State:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(
-        torch.zeros(batch, channels, height, width, device=device, dtype=dtype).contiguous(memory_format=fmt)
-        for _ in range(n)
-    )
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -84,7 +76,7 @@ class STLSTMCell(nn.Module):
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False) -> State:
-        return _zeros(2, batch, self.hidden, height, width, device, dtype, channels_last)
+        return zeros_state(2, batch, self.hidden, height, width, device, dtype, channels_last)
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor, m: torch.Tensor,
                 state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
@@ -139,7 +131,7 @@ class MIMBlockCell(nn.Module):
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False) -> State:
-        return _zeros(4, batch, self.hidden, height, width, device, dtype, channels_last)
+        return zeros_state(4, batch, self.hidden, height, width, device, dtype, channels_last)
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor, m: torch.Tensor,
                 state: State) -> tuple[torch.Tensor, torch.Tensor, State]:
@@ -182,7 +174,7 @@ class MIMCore(nn.Module):
             for cell, s in zip(self.cells, self.scales)
         ]
         s0 = self.scales[0]
-        m = _zeros(1, batch, self.cells[0].hidden, height // s0, width // s0, device, dtype, channels_last)[0]
+        m = zeros_state(1, batch, self.cells[0].hidden, height // s0, width // s0, device, dtype, channels_last)[0]
         return layer_states, m
 
     def forward(self, x: torch.Tensor, state):
@@ -207,8 +199,14 @@ class MIMCore(nn.Module):
         return outs[-1], (new_states, m)
 
 
-def build_mim_cells(hidden: int, layers: int, kernel_size: int = 3) -> list[nn.Module]:
-    """ST-LSTM first layer, MIM blocks above (every layer reads and writes ``hidden`` channels)."""
-    return [STLSTMCell(hidden, hidden, kernel_size)] + [
-        MIMBlockCell(hidden, hidden, kernel_size) for _ in range(layers - 1)
-    ]
+def make_cell(cfg, layer: int) -> nn.Module:
+    """ST-LSTM for the first layer, MIM blocks above (``hidden`` -> ``hidden``, kernel ``cfg.kernel_size``)."""
+    if layer == 0:
+        return STLSTMCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+    return MIMBlockCell(cfg.hidden, cfg.hidden, cfg.kernel_size)
+
+
+register_family(
+    "mim", "MIM", "ST-LSTM first layer, MIM blocks (differential input, MIM-N/MIM-S) above, zig-zag memory",
+    "Wang et al., CVPR 2019", make_cell, core=MIMCore,
+)
