@@ -50,13 +50,13 @@ class BlockSelfAttention(nn.Module):
             )
         bh, bw = hh // s, w // s
 
-        def blocks(t: torch.Tensor) -> torch.Tensor:          # (B, C, H, 2W) -> (B*s*s, 2*bh*bw, C)
+        def blocks(t: torch.Tensor) -> torch.Tensor:          # (B, C, H, 2W) -> (B*s*s, 1, 2*bh*bw, C)
             t = t.reshape(b, ch, s, bh, 2, s, bw)               # width index = half * W + j * bw + col
             t = t.permute(0, 2, 5, 4, 3, 6, 1)                  # (B, s, s, 2, bh, bw, C)
-            return t.reshape(b * s * s, 2 * bh * bw, ch)
+            return t.reshape(b * s * s, 1, 2 * bh * bw, ch)     # one head: 4-D for the fused kernels
 
         q, k, v = (blocks(conv(u)) for conv in self.qkv)
-        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B*s*s, 2*bh*bw, C)
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B*s*s, 1, 2*bh*bw, C)
         out = out.reshape(b, s, s, 2, bh, bw, ch).permute(0, 6, 1, 4, 3, 2, 5)  # (B, C, s, bh, 2, s, bw)
         return u + out.reshape(b, ch, hh, w2)                   # (B, C, H, 2W)
 

@@ -46,13 +46,14 @@ def rescale(t: torch.Tensor, s_from: int, s_to: int) -> torch.Tensor:
 
 
 def local_window_bias(height: int, width: int, window: int, device=None, dtype=None) -> torch.Tensor:
-    """Additive attention bias (H*W, H*W + 1) of a ``window x window`` local attention on an H x W map.
+    """Additive attention bias (H*W, S) of a ``window x window`` local attention on an H x W map.
 
     Query (r, c) sees keys (r + a, c + b) for a, b in [-(window // 2), window - 1 - window // 2] (the
     Image-Local-Attention window, also for an even ``window``): bias 0 inside the frame, -inf elsewhere. The last
     column stands for the window's positions outside the frame, which that extension keeps with score 0 and value
     0: bias log(count) on a zero key (so they add ``count`` to the softmax denominator and nothing to the output),
-    -inf where the whole window is inside the frame.
+    -inf where the whole window is inside the frame. S = H*W + 1 rounded up to a multiple of 16 (the alignment the
+    fused attention kernels want for a mask): the extra columns are -inf (zero keys that nobody sees).
     """
     lo = -(window // 2)
     hi = lo + window - 1
@@ -69,8 +70,10 @@ def local_window_bias(height: int, width: int, window: int, device=None, dtype=N
     n_out = window * window - (cnt_r[:, None] * cnt_c[None, :]).reshape(height * width, 1)
     neg_inf = torch.tensor(float("-inf"), device=device)
     bias = torch.where(inside, torch.zeros((), device=device), neg_inf)
-    pad = torch.where(n_out > 0, torch.log(n_out.clamp(min=1).to(torch.float32)), neg_inf)
-    return torch.cat([bias, pad], dim=1).to(dtype)            # (H*W, H*W + 1)
+    out_col = torch.where(n_out > 0, torch.log(n_out.clamp(min=1).to(torch.float32)), neg_inf)
+    n = height * width
+    align = neg_inf.expand(n, -(n + 1) % 16)
+    return torch.cat([bias, out_col, align], dim=1).to(dtype)  # (H*W, S)
 
 
 class LocalAttention(nn.Module):
@@ -80,7 +83,7 @@ class LocalAttention(nn.Module):
         out_p   = Σ_{p' in window(p)} softmax_{p'}(q_p · k_{p'}) v_{p'}      (no 1/√d scaling)
 
     where the window's out-of-frame positions count with score 0 and value 0. Implemented as one attention over all
-    H*W positions plus one zero key, with the additive mask of ``local_window_bias``: memory O((H*W)^2) for the
+    H*W positions plus zero keys, with the additive mask of ``local_window_bias``: memory O((H*W)^2) for the
     mask, the attention itself runs in PyTorch's fused kernels.
     """
 
@@ -96,17 +99,17 @@ class LocalAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, hh, ww = x.shape                                  # (B, C_in, H, W)
 
-        def tokens(t: torch.Tensor) -> torch.Tensor:            # (B, C, H, W) -> (B, H*W, C)
-            return t.flatten(2).transpose(1, 2)
+        def tokens(t: torch.Tensor) -> torch.Tensor:            # (B, C, H, W) -> (B, 1, H*W, C): one head, 4-D
+            return t.flatten(2).transpose(1, 2).unsqueeze(1)    # for the fused attention kernels
 
         q, k, v = tokens(self.q(x)), tokens(self.k(x)), tokens(self.v(x))
         c = q.shape[-1]
-        zero = q.new_zeros(b, 1, c)
-        k = torch.cat([k, zero], dim=1)                         # (B, H*W + 1, C): + the out-of-frame key
-        v = torch.cat([v, zero], dim=1)
-        bias = local_window_bias(hh, ww, self.window, q.device, q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # (B, H*W, C)
-        return out.transpose(1, 2).reshape(b, c, hh, ww)        # (B, C, H, W)
+        bias = local_window_bias(hh, ww, self.window, q.device, q.dtype)  # (H*W, S)
+        zero = q.new_zeros(b, 1, bias.shape[1] - hh * ww, c)
+        k = torch.cat([k, zero], dim=2)                         # (B, 1, S, C): + the out-of-frame key (+ padding)
+        v = torch.cat([v, zero], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # (B, 1, H*W, C)
+        return out.squeeze(1).transpose(1, 2).reshape(b, c, hh, ww)  # (B, C, H, W)
 
 
 class PrecipLSTMCell(nn.Module):
