@@ -1,20 +1,37 @@
-"""The MS-LSTM model family in plain PyTorch (no I/O, no DDP).
+"""The MS-LSTM model family in plain PyTorch (no I/O, no DDP); every network is registered in ``model.registry``.
 
-    from model import ModelConfig, build_model, MODEL_NAMES
+    from model import ModelConfig, build_model, model_names
+    model_names()                         # ("convlstm", "smslstm", "tmslstm", "mslstm", ...)
     net = build_model(ModelConfig(name="mslstm"))
     out = net(frames, mask=None)          # (B, T, C, H, W) -> (B, T-1, C, H, W)
     future = net.predict(inputs, 10)      # (B, T_in, C, H, W) -> (B, 10, C, H, W)
 """
-from model.cells import ConvLSTMCell, MKLSTMCell
-from model.config import MODEL_NAMES, ModelConfig, validate_scales
+from model.config import ModelConfig, validate_scales
 from model.flops import count_flops, model_flops
 from model.networks import Forecaster, RecurrentCore, build_model, count_parameters
 from model.patch import patchify, unpatchify
+from model.registry import (
+    ModelSpec,
+    get_spec,
+    label_of,
+    list_specs,
+    model_names,
+    register_family,
+    register_model,
+)
+from model.zoo.convlstm import ConvLSTMCell
+from model.zoo.mklstm import MKLSTMCell
 
 __all__ = [
-    "MODEL_NAMES",
     "ModelConfig",
+    "ModelSpec",
     "build_model",
+    "get_spec",
+    "label_of",
+    "list_specs",
+    "model_names",
+    "register_family",
+    "register_model",
     "Forecaster",
     "RecurrentCore",
     "ConvLSTMCell",
@@ -26,3 +43,9 @@ __all__ = [
     "unpatchify",
     "validate_scales",
 ]
+
+
+def __getattr__(name: str):
+    if name == "MODEL_NAMES":  # back-compat: the registered names (read from the registry on each access)
+        return model_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,11 +8,6 @@ sets a small CPU variant. ``validate()`` raises ``ValueError("key: reason")``; `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-MODEL_NAMES: tuple[str, ...] = ("convlstm", "smslstm", "tmslstm", "mslstm")
-PYRAMID_MODELS: tuple[str, ...] = ("smslstm", "mslstm")
-MK_MODELS: tuple[str, ...] = ("tmslstm", "mslstm")
 
 
 def _is_pow2(n: int) -> bool:
@@ -24,7 +19,8 @@ class ModelConfig:
     """Hyper-parameters of one network of the family (defaults: paper reference configuration).
 
     Attributes:
-        name: ``convlstm`` | ``smslstm`` (ConvLSTM pyramid) | ``tmslstm`` (MK-LSTM stack) | ``mslstm`` (MK pyramid).
+        name: a registered model (``model.registry.model_names()``; ``mslstm models`` lists them): ``convlstm``,
+            ``smslstm`` (ConvLSTM pyramid), ``tmslstm`` (MK-LSTM stack), ``mslstm`` (MK pyramid), ...
         in_channels: channels C of a frame.
         frame_size: (H, W) of a frame.
         input_frames: frames given (teacher-forced steps).
@@ -39,7 +35,7 @@ class ModelConfig:
         channels_last: keep weights and activations in the channels-last memory format.
     """
 
-    name: Literal["convlstm", "smslstm", "tmslstm", "mslstm"] = "mslstm"
+    name: str = "mslstm"
     in_channels: int = 1
     frame_size: tuple[int, int] = (64, 64)
     input_frames: int = 10
@@ -60,12 +56,17 @@ class ModelConfig:
 
     @property
     def pyramid(self) -> bool:
-        return self.name in PYRAMID_MODELS
+        """The registered model runs its layers in the mirrored pyramid of ``scales``."""
+        from model.registry import get_spec
+
+        return get_spec(self.name).arrangement == "pyramid"
 
     @property
     def layer_scales(self) -> tuple[int, ...]:
         """Scale of each layer as built: ``scales`` for the pyramids, all 1 for the full-resolution stacks."""
-        return tuple(self.scales) if self.pyramid else (1,) * self.layers
+        from model.registry import get_spec
+
+        return get_spec(self.name).layer_scales(self)
 
     @property
     def size_factor(self) -> int:
@@ -78,8 +79,9 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
-        if self.name not in MODEL_NAMES:
-            raise ValueError(f"name: {self.name!r} is not a model; use one of {', '.join(MODEL_NAMES)}")
+        from model.registry import get_spec
+
+        get_spec(self.name)  # ValueError("name: 'x' is not a model; use one of ...")
         for key in ("in_channels", "input_frames", "output_frames", "hidden", "layers", "patch_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -4,6 +4,7 @@
   (ConvLSTM, TMS-LSTM) is the special case ``scales = (1,) * layers``. When the scale grows from layer i-1 to i the
   input is ``maxpool2x2(out_{i-1})``; when it shrinks it is ``bilinear_up2(out_{i-1}) + out_{L-1-i}`` (skip from the
   mirrored encoder layer). Every layer keeps its own state at its own scale.
+  A model may bring its own core class instead (``ModelSpec.core`` in :mod:`model.registry`).
 * ``Forecaster``: 1x1 embedding (C*p*p -> hidden), the core, 1x1 head (hidden -> C*p*p, linear output), and the
   PredRNN-style rollout shared by every model (teacher forcing over the input frames, then autoregression mixed
   with ground truth by a scheduled-sampling mask).
@@ -16,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.cells import ConvLSTMCell, MKLSTMCell, State
-from model.config import MK_MODELS, MODEL_NAMES, ModelConfig
+from model.cells import State
+from model.config import ModelConfig
 from model.patch import patchify, unpatchify
+from model.registry import get_spec
 
 
 class RecurrentCore(nn.Module):
@@ -69,13 +71,21 @@ class Forecaster(nn.Module):
     ``predict(inputs, n_future)``: inputs (B, T_in, C, H, W) -> (B, n_future, C, H, W).
     """
 
-    def __init__(self, config: ModelConfig, core: RecurrentCore):
+    def __init__(self, config: ModelConfig, core: nn.Module):
         super().__init__()
         self.config = config
         cp = config.in_channels * config.patch_size ** 2
         self.embed = nn.Conv2d(cp, config.hidden, 1)
         self.core = core
         self.head = nn.Conv2d(config.hidden, cp, 1)
+
+    def aux_loss(self) -> torch.Tensor:
+        """Extra loss term of the last ``forward`` that the core declares (``core.aux_loss()``), else 0. The
+        trainer adds ``spec.recipe["aux_loss_weight"] * net.aux_loss()`` for every model alike."""
+        fn = getattr(self.core, "aux_loss", None)
+        if fn is None:
+            return self.embed.weight.new_zeros(())
+        return fn()
 
     # -- checks ---------------------------------------------------------------------------------------------
     def _check_frames(self, frames: torch.Tensor, what: str) -> None:
@@ -167,18 +177,12 @@ class Forecaster(nn.Module):
 
 
 def build_model(config: Union[ModelConfig, Mapping]) -> Forecaster:
-    """Build the network named by ``config.name`` (validated first; ``ValueError("key: reason")`` if bad)."""
+    """Build the network registered as ``config.name`` (validated first; ``ValueError("key: reason")`` if bad):
+    ``Forecaster(config, spec.build_core(config))``, see :mod:`model.registry`."""
     if isinstance(config, Mapping):
         config = ModelConfig(**config)
     config.validate()
-    if config.name not in MODEL_NAMES:  # pragma: no cover - validate() already says so
-        raise ValueError(f"name: unknown model {config.name!r}")
-    hid = config.hidden
-    if config.name in MK_MODELS:
-        cells = [MKLSTMCell(hid, hid, config.mk_kernels) for _ in range(config.layers)]
-    else:
-        cells = [ConvLSTMCell(hid, hid, config.kernel_size) for _ in range(config.layers)]
-    net = Forecaster(config, RecurrentCore(cells, config.layer_scales))
+    net = Forecaster(config, get_spec(config.name).build_core(config))
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net

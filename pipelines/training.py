@@ -95,7 +95,7 @@ def build_training_pipeline(cfg: Any) -> Callable:
 
         Args:
             config: the whole validated config as JSON (``Config.to_dict()``).
-            model_name: model to train: convlstm, smslstm, tmslstm or mslstm.
+            model_name: model to train: a registered model name (`mslstm models` lists them).
             epochs: training epochs (0 = the config's).
             batch_size: batch size per process (0 = the config's).
             lr: learning rate (0 = the config's).

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from model import (
-    MODEL_NAMES,
     ConvLSTMCell,
     MKLSTMCell,
     ModelConfig,
@@ -20,8 +19,11 @@ from model import (
     count_flops,
     count_parameters,
     patchify,
+    model_names,
     unpatchify,
 )
+
+MODEL_NAMES = model_names(tag="paper")  # the four networks of the paper (every registered model: test_model_zoo.py)
 
 torch.set_num_threads(1)
 

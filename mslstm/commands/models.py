@@ -1,4 +1,4 @@
-"""Print the model family: parameters and forward FLOPs per sequence of each network.
+"""Print the registered models (``model.registry``): name, label, parameters and forward FLOPs per sequence.
 
 By default at the paper's reference configuration (``model.ModelConfig()`` defaults: 64x64 frames, 10 -> 10
 frames, hidden 64, 6 layers); with ``--from-params`` at the ``model`` section of the config (params.yaml + --set).
@@ -7,15 +7,9 @@ a multiply-add counts 2; convolutions only, the element-wise gate math is not co
 """
 from __future__ import annotations
 
-HELP = "table of the model family: parameters and forward FLOPs per sequence"
+HELP = "table of the registered models: parameters and forward FLOPs per sequence"
 
 AUTHORS_PARAMS = {"smslstm": 1_772_737, "mslstm": 7_576_897}  # the authors' code: two biases per gate block
-DESCRIPTIONS = {
-    "convlstm": "ConvLSTM cells, full resolution",
-    "smslstm": "ConvLSTM cells, mirrored pyramid",
-    "tmslstm": "MK-LSTM cells, full resolution",
-    "mslstm": "MK-LSTM cells, mirrored pyramid",
-}
 
 
 def add_arguments(parser) -> None:
@@ -27,19 +21,21 @@ def add_arguments(parser) -> None:
 
 
 def model_table(config) -> list[dict]:
-    """One row per model of the family at ``config`` (its name is replaced in turn): name, params, FLOPs."""
+    """One row per registered model at ``config`` (its name is replaced in turn): name, label, description,
+    paper, arrangement, params, FLOPs."""
     import dataclasses
 
     import torch
 
-    from model import MODEL_NAMES, build_model, count_parameters, model_flops
+    from model import build_model, count_parameters, list_specs, model_flops
 
     rows = []
-    for name in MODEL_NAMES:
-        cfg = dataclasses.replace(config, name=name)
+    for spec in list_specs():
+        cfg = dataclasses.replace(config, name=spec.name)
         with torch.device("meta"):
             params = count_parameters(build_model(cfg))
-        rows.append({"name": name, "description": DESCRIPTIONS[name], "parameters": params,
+        rows.append({"name": spec.name, "label": spec.label, "description": spec.description,
+                     "paper": spec.paper, "arrangement": spec.arrangement, "parameters": params,
                      "forward_flops": model_flops(cfg, batch=1)})
     return rows
 
@@ -63,11 +59,12 @@ def run(args, cfg) -> int:
     )
     print(f"forward FLOPs per sequence: batch 1, T = {mcfg.total_frames} (torch.utils.flop_counter, MAC = 2 FLOPs)")
     print()
-    header = f"{'model':<10} {'parameters':>12} {'GFLOPs/seq':>12}  description"
+    header = f"{'model':<12} {'label':<12} {'parameters':>12} {'GFLOPs/seq':>12}  description"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['name']:<10} {r['parameters']:>12,} {r['forward_flops'] / 1e9:>12.2f}  {r['description']}")
+        print(f"{r['name']:<12} {r['label']:<12} {r['parameters']:>12,} {r['forward_flops'] / 1e9:>12.2f}  "
+              f"{r['description']}")
     if not args.from_params:
         print()
         print("Gate convs are fused (one conv over [x; h], one bias per gate block); the authors' code keeps a bias")

