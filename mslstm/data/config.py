@@ -163,7 +163,7 @@ class DataConfig:
             src.check(self)
 
     def _validate_file_keys(self) -> None:
-        """The keys of the real-data sources (KTH, TaxiBJ, DWD)."""
+        """Keys shared by the real-data sources; each source's own keys are checked by its ``DataSource.check``."""
         if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
             raise ValueError(f"frame_size: must be [H, W] of positive integers or null (got {list(self.frame_size)})")
         if self.crop is not None and (len(self.crop) != 4 or min(self.crop[:2]) < 0 or min(self.crop[2:]) < 1):
@@ -173,22 +173,6 @@ class DataConfig:
             raise ValueError(f"frame_stride: must be >= 1 (got {self.frame_stride})")
         if self.sequence_stride < 0:
             raise ValueError(f"sequence_stride: must be >= 0 (0 = back to back; got {self.sequence_stride})")
-        kth_actions = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
-        bad = [a for a in self.actions if a not in kth_actions]
-        if bad:
-            raise ValueError(f"actions: unknown KTH action {bad[0]!r}; use some of {', '.join(kth_actions)}")
-        for key in ("val_persons", "test_persons"):
-            bad_p = [p for p in getattr(self, key) if not 1 <= p <= 25]
-            if bad_p:
-                raise ValueError(f"{key}: KTH persons are 1-25 (got {bad_p[0]})")
-        both = set(self.val_persons) & set(self.test_persons)
-        if both:
-            raise ValueError(f"val_persons: person {min(both)} is also in test_persons; a person is in one split")
-        if self.test_weeks < 1 or self.val_weeks < 1:
-            raise ValueError(f"test_weeks, val_weeks: must be >= 1 (got {self.test_weeks}, {self.val_weeks})")
-        both = set(self.val_years) & set(self.test_years)
-        if both:
-            raise ValueError(f"val_years: year {min(both)} is also in test_years; a year is in one split")
 
 
 # Validate keys whose null means "the source's default" (DataSource.validate_defaults), else these.

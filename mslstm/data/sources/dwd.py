@@ -269,8 +269,16 @@ def build(ctx: Any) -> dict[str, Any]:
     )
 
 
+def check(d: Any) -> None:
+    """``ValueError("key: reason")`` for bad DWD keys."""
+    both = set(d.val_years) & set(d.test_years)
+    if both:
+        raise ValueError(f"val_years: year {min(both)} is also in test_years; a year is in one split")
+
+
 register_source(DataSource(
     "dwd", "DWD radar: a folder of RADOLAN RY/RW composites or the authors' RYDL.hdf5 at data.path",
     "file", build, needs_path=True, value_range=(0.0, 1.0),
     validate_defaults={"max_blank_fraction": 0.9},  # dry spells: many sequences hold no rain at all
+    check=check,
 ))

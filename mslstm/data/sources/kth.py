@@ -133,8 +133,9 @@ def build(ctx: Any) -> dict[str, Any]:
         stats[split]["videos"] += 1
         stats[split]["sequences"] += int(seqs.shape[0])
     infos = writer.close()
+    persons = sorted({v.person for v in videos})
     require_splits(infos, str(root), total,
-                   "check data.val_persons / data.test_persons against the persons present, or lower "
+                   f"persons present: {persons}; check data.val_persons / data.test_persons, or lower "
                    "data.frame_stride / the frame counts")
     log.info("KTH %s: %s", root, {s: v["sequences"] for s, v in stats.items()})
     return make_meta(
@@ -145,7 +146,25 @@ def build(ctx: Any) -> dict[str, Any]:
     )
 
 
+def check(d: Any) -> None:
+    """``ValueError("key: reason")`` for bad KTH keys."""
+    bad = [a for a in d.actions if a not in ACTIONS]
+    if bad:
+        raise ValueError(f"actions: unknown KTH action {bad[0]!r}; use some of {', '.join(ACTIONS)}")
+    for key in ("val_persons", "test_persons"):
+        bad_p = [p for p in getattr(d, key) if p not in PERSONS]
+        if bad_p:
+            raise ValueError(f"{key}: KTH persons are 1-25 (got {bad_p[0]})")
+    both = set(d.val_persons) & set(d.test_persons)
+    if both:
+        raise ValueError(f"val_persons: person {min(both)} is also in test_persons; a person is in one split")
+    if not d.test_persons:
+        raise ValueError("test_persons: name at least one person (the standard test split is 17-25)")
+    if not d.val_persons:
+        raise ValueError("val_persons: name at least one person for validation, e.g. [16]")
+
+
 register_source(DataSource(
     "kth", "KTH human actions: the distribution's <action>/personNN_<action>_dK_uncomp.avi folder at data.path",
-    "file", build, needs_path=True, value_range=(0.0, 255.0),
+    "file", build, needs_path=True, value_range=(0.0, 255.0), check=check,
 ))

@@ -168,7 +168,13 @@ def build(ctx: Any) -> dict[str, Any]:
     )
 
 
+def check(d: Any) -> None:
+    """``ValueError("key: reason")`` for bad TaxiBJ keys."""
+    if d.test_weeks < 1 or d.val_weeks < 1:
+        raise ValueError(f"test_weeks, val_weeks: must be >= 1 (got {d.test_weeks}, {d.val_weeks})")
+
+
 register_source(DataSource(
     "taxibj", "TaxiBJ crowd flows: the four BJ1x_M32x32_T30_InOut.h5 files in the folder at data.path",
-    "file", build, needs_path=True,
+    "file", build, needs_path=True, check=check,
 ))

@@ -13,7 +13,7 @@ import numpy as np
 from mslstm.cli import main
 
 FRAMES = ["data.input_frames=3", "data.output_frames=3", "model.input_frames=3", "model.output_frames=3"]
-TINY_MODEL = ["model.name=mslstm", "model.hidden=4", "model.layers=2", "model.scales=[1, 2]",
+TINY_MODEL = ["model.name=mslstm", "model.hidden=4", "model.layers=4", "model.scales=[1, 2, 2, 1]",
               "model.mk_kernels=[1, 3]", "model.patch_size=4"]
 CHAIN = [*FRAMES, *TINY_MODEL, "train.epochs=1", "train.max_steps=2", "train.batch_size=2", "train.progress=quiet",
          "tracking.enabled=false", "evaluate.batch_size=2", "evaluate.num_examples=1"]
