@@ -194,3 +194,28 @@ def test_bad_hdf5(kind, work, capsys):
     rc = cli([*CHAIN, *BASE, f"data.path={p}"], "data", "--out", "out/dataset")
     err = capsys.readouterr().err
     assert rc == 2 and fragment in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("frame_stride,sequence_stride", [(1, 0), (1, 1), (2, 1), (3, 4), (6, 0)])
+def test_streamed_windows_equal_whole_run_windows(frame_stride, sequence_stride):
+    from mslstm.data.sources._frames import StreamCutter, cut_sequences
+
+    run = np.arange(50, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 2, 2), np.float32)
+    whole = cut_sequences(run, 6, frame_stride, sequence_stride)
+    cut = StreamCutter(6, frame_stride, sequence_stride)
+    streamed = [s for s in (cut.push(f) for f in run) if s is not None]
+    assert len(streamed) == whole.shape[0] > 0
+    np.testing.assert_array_equal(np.stack(streamed), whole)
+    assert whole[0, :, 0, 0, 0].tolist() == [i * frame_stride for i in range(6)]
+
+
+def test_npy_appender_writes_a_plain_npy(tmp_path):
+    from mslstm.data.sources._frames import NpyAppender
+
+    w = NpyAppender(tmp_path / "x.npy", (3, 1, 4, 4), np.float32)
+    blocks = [np.random.default_rng(i).random((n, 3, 1, 4, 4), dtype=np.float32) for i, n in enumerate((2, 0, 5))]
+    for b in blocks:
+        w.append(b)
+    assert w.close() == [7, 3, 1, 4, 4]
+    got = np.load(tmp_path / "x.npy", mmap_mode="r", allow_pickle=False)
+    np.testing.assert_array_equal(got, np.concatenate(blocks))

@@ -147,6 +147,11 @@ class NpyAppender:
         self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
         self.count += int(block.shape[0])
 
+    def abort(self) -> None:
+        """Close the file without finishing it (the caller's staging folder is discarded)."""
+        if not self._fh.closed:
+            self._fh.close()
+
     def close(self) -> list[int]:
         """Finish the file; return its shape."""
         if not self._fh.closed:
@@ -160,7 +165,8 @@ class NpyAppender:
 
 @dataclass
 class SplitWriter:
-    """One :class:`NpyAppender` per split in a staging folder (``<split>.npy``), created on first use."""
+    """One :class:`NpyAppender` per split in a staging folder (``<split>.npy``), created on first use. Use it as a
+    context manager: on an error every file is closed unfinished (prepare_data then drops the staging folder)."""
 
     folder: Path
     dtype: Any
@@ -172,6 +178,14 @@ class SplitWriter:
         if split not in self.writers:
             self.writers[split] = NpyAppender(self.folder / f"{split}.npy", block.shape[1:], self.dtype)
         self.writers[split].append(block)
+
+    def __enter__(self) -> "SplitWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            for w in (self.writers or {}).values():
+                w.abort()
 
     def close(self) -> dict[str, dict[str, Any]]:
         """``{split: {"file", "shape"}}`` for meta.json."""

@@ -249,11 +249,11 @@ def build(ctx: Any) -> dict[str, Any]:
     out_h, out_w = d.frame_size or (d.crop[2:] if d.crop else grid)
     check_size(int(out_h), int(out_w), ctx.size_factor, ctx.size_why, str(root))
     parts = split_scans(d, scans)
-    writer = SplitWriter(ctx.staging, np.float32)
-    for split in SPLITS:
-        for seq in iter_sequences(d, parts[split], step):
-            writer.append(split, seq[None])
-    infos = writer.close()
+    with SplitWriter(ctx.staging, np.float32) as writer:
+        for split in SPLITS:
+            for seq in iter_sequences(d, parts[split], step):
+                writer.append(split, seq[None])
+        infos = writer.close()
     counts = {s: len(parts[s]) for s in SPLITS}
     require_splits(infos, str(root), total,
                    f"scans per split {counts} with steps of {step}; need runs of {(total - 1) * d.frame_stride + 1} "

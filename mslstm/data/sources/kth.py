@@ -122,17 +122,17 @@ def build(ctx: Any) -> dict[str, Any]:
         check_size(*d.frame_size, ctx.size_factor, ctx.size_why, "data.frame_size")
     videos = list_videos(root, tuple(d.actions))
     present = sorted({v.action for v in videos})
-    writer = SplitWriter(ctx.staging, np.uint8)
     stats: dict[str, dict[str, int]] = {s: {"videos": 0, "sequences": 0} for s in ("train", "val", "test")}
     checked = False
-    for split, video, seqs in iter_sequences(d, videos):
-        if not checked:
-            check_size(seqs.shape[-2], seqs.shape[-1], ctx.size_factor, ctx.size_why, str(video.path))
-            checked = True
-        writer.append(split, seqs)
-        stats[split]["videos"] += 1
-        stats[split]["sequences"] += int(seqs.shape[0])
-    infos = writer.close()
+    with SplitWriter(ctx.staging, np.uint8) as writer:
+        for split, video, seqs in iter_sequences(d, videos):
+            if not checked:
+                check_size(seqs.shape[-2], seqs.shape[-1], ctx.size_factor, ctx.size_why, str(video.path))
+                checked = True
+            writer.append(split, seqs)
+            stats[split]["videos"] += 1
+            stats[split]["sequences"] += int(seqs.shape[0])
+        infos = writer.close()
     persons = sorted({v.person for v in videos})
     require_splits(infos, str(root), total,
                    f"persons present: {persons}; check data.val_persons / data.test_persons, or lower "

@@ -147,12 +147,12 @@ def build(ctx: Any) -> dict[str, Any]:
     data = resize_frames(crop_frames(data, d.crop, str(root)), d.frame_size)
     np.clip(data, lo, hi, out=data)
     check_size(data.shape[-2], data.shape[-1], ctx.size_factor, ctx.size_why, str(root))
-    writer = SplitWriter(ctx.staging, np.float32)
     runs = runs_by_split(times, bounds)
-    for split in SPLITS:
-        for s, e in runs[split]:
-            writer.append(split, cut_sequences(data[s:e], total, d.frame_stride, d.sequence_stride))
-    infos = writer.close()
+    with SplitWriter(ctx.staging, np.float32) as writer:
+        for split in SPLITS:
+            for s, e in runs[split]:
+                writer.append(split, cut_sequences(data[s:e], total, d.frame_stride, d.sequence_stride))
+        infos = writer.close()
     longest = {split: max((e - s for s, e in runs[split]), default=0) for split in SPLITS}
     require_splits(infos, str(root), total,
                    f"the longest runs of consecutive slots per split are {longest}; lower data.input_frames / "
