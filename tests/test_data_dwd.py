@@ -96,8 +96,9 @@ def test_rw_hourly_and_frame_stride(work):
     # 24 / 18 / 18 hourly scans; a sequence spans 11 hours, a new one every 12 -> 2 / 1 / 1
     assert {k: v[0] for k, v in s["splits"].items()} == {"train": 2, "val": 1, "test": 1}
     val = np.load(work / "ds" / "val.npy")
-    rate = lambda i: np.where(rain_field(i, 16, 16) & RADOLAN_FLAG_NODATA, np.nan, (rain_field(i, 16, 16) & 0xFFF) * 0.1)
-    np.testing.assert_allclose(val[0, 1, 0], dwd.rain_to_pixel(rate(24 + 2)), atol=1e-6)  # RW: mm/h as stored
+    raw = rain_field(24 + 2, 16, 16)  # val starts at scan 24; its second frame is 2 scans later
+    rate = np.where(raw & RADOLAN_FLAG_NODATA, np.nan, (raw & 0xFFF) * 0.1)  # RW: 0.1 mm per hour = mm/h
+    np.testing.assert_allclose(val[0, 1, 0], dwd.rain_to_pixel(rate), atol=1e-6)
 
 
 def write_h5(path: Path, years=(2014, 2015, 2016), per_year: int = 12, drop: tuple = ()) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from mslstm.data.sources import kth
 from mslstm.data.sources._frames import resize_frames, window_starts
 from mslstm.errors import DataError
-from test_data_real_common import cli, kth_frames, run_chain, write_avi, write_kth
+from test_data_real_common import CHAIN, cli, kth_frames, run_chain, write_avi, write_kth
 
 KTH = ["data.source=kth", "data.frame_size=[16, 16]", "model.frame_size=[16, 16]", "data.val_persons=[16]",
        "data.test_persons=[17, 18]"]
@@ -46,7 +46,8 @@ def test_kth_folder_through_data_validate_train_evaluate(work):
     out = run_chain(work, [*KTH, f"data.path={root}", "data.actions=[running, walking]"])
     meta = out["meta"]
     # 2 videos per split x 30 frames / 6 frames back to back = 10 sequences each
-    assert {s: v["shape"] for s, v in meta["splits"].items()} == {s: [10, 6, 1, 16, 16] for s in ("train", "val", "test")}
+    shapes = {s: v["shape"] for s, v in meta["splits"].items()}
+    assert shapes == {s: [10, 6, 1, 16, 16] for s in ("train", "val", "test")}
     assert meta["source"] == "kth:kth" and meta["dtype"] == "uint8" and meta["kth"]["actions"] == ["running", "walking"]
     assert out["validation"]["success"] is True
     assert out["train"]["steps"] == 2 and np.isfinite(out["train"]["best_val_mse"])
@@ -69,8 +70,6 @@ def test_actions_strides_and_crop(work):
 
 
 def _chain_sets(sets):
-    from test_data_real_common import CHAIN
-
     return [*CHAIN, *sets]
 
 
@@ -98,7 +97,7 @@ def _bad(kind: str, work: Path) -> tuple[list[str], str]:
         return [f"data.path={root}"], "split 'test' gets no sequence"
     if kind == "size":
         write_kth(root, [1, 16, 17], ["boxing"], n_frames=12)
-        return [f"data.path={root}", "data.frame_size=[20, 20]"], "data.frame_size: frames come out 20x20, not divisible"
+        return [f"data.path={root}", "data.frame_size=[20, 20]"], "data.frame_size: frames come out 20x20, not div"
     raise AssertionError(kind)
 
 

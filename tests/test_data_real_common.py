@@ -98,7 +98,6 @@ def write_taxibj(path: Path, slots: list[bytes], seed: int = 0, grid: int = 32) 
     import h5py
 
     rng = np.random.default_rng(seed)
-    n = len(slots)
     phase = np.array([int(s[8:]) for s in slots], dtype=np.float64)
     level = 50 + 40 * np.sin(phase / 48 * 2 * np.pi)
     data = rng.poisson(level[:, None, None, None] * np.ones((1, 2, grid, grid))).astype(np.float64)
