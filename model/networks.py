@@ -70,6 +70,8 @@ class Forecaster(nn.Module):
     autoregression) and x_gen the prediction of the previous step. A mask of shape (B, T - 2) also covers the
     input steps (reverse scheduled sampling, PredRNN-V2): step t >= 1 then reads ``mask[:, t - 1]`` likewise.
     ``predict(inputs, n_future)``: inputs (B, T_in, C, H, W) -> (B, n_future, C, H, W).
+    ``forward(frames, mask, return_aux=True)`` -> ``(prediction, {name: auxiliary loss})``: the one way a model
+    hands extra loss terms to the trainer (weights in its spec's ``recipe``; see ``mslstm.training.recipe``).
     """
 
     def __init__(self, config: ModelConfig, core: nn.Module):
@@ -80,13 +82,12 @@ class Forecaster(nn.Module):
         self.core = core
         self.head = nn.Conv2d(config.hidden, cp, 1)
 
-    def aux_loss(self) -> torch.Tensor:
-        """Extra loss term of the last ``forward`` that the core declares (``core.aux_loss()``), else 0. The
-        trainer adds ``spec.recipe["aux_loss_weight"] * net.aux_loss()`` for every model alike."""
-        fn = getattr(self.core, "aux_loss", None)
-        if fn is None:
-            return self.embed.weight.new_zeros(())
-        return fn()
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms of the last ``forward`` that the core declares (``core.aux_losses()`` ->
+        ``{name: scalar tensor}``, e.g. PredRNN-V2's ``{"decouple": ...}``); ``{}`` when it has none. Training
+        reads them through ``forward(..., return_aux=True)``; the weights are the spec's ``recipe``."""
+        fn = getattr(self.core, "aux_losses", None)
+        return dict(fn()) if fn is not None else {}
 
     # -- checks ---------------------------------------------------------------------------------------------
     def _check_frames(self, frames: torch.Tensor, what: str) -> None:
@@ -137,7 +138,10 @@ class Forecaster(nn.Module):
         return torch.stack(preds, dim=1)                        # (B, n_steps, Cp, Hp, Wp)
 
     # -- API ------------------------------------------------------------------------------------------------
-    def forward(self, frames: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, mask: Optional[torch.Tensor] = None, return_aux: bool = False
+                ) -> Union[torch.Tensor, tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """frames (B, T, C, H, W) -> prediction (B, T-1, C, H, W); with ``return_aux`` -> ``(prediction,
+        {name: auxiliary loss})`` (the core's terms of this rollout, :meth:`aux_losses`; the trainer's form)."""
         cfg = self.config
         self._check_frames(frames, "frames")
         b, t = frames.shape[:2]                                 # frames: (B, T, C, H, W)
@@ -161,7 +165,8 @@ class Forecaster(nn.Module):
         p = cfg.patch_size
         seq = patchify(frames, p)                               # (B, T, C*p*p, H/p, W/p)
         out = self._rollout(seq, cfg.input_frames, t - 1, mask, mask_from)  # (B, T-1, C*p*p, H/p, W/p)
-        return unpatchify(out, p)                               # (B, T-1, C, H, W)
+        pred = unpatchify(out, p)                               # (B, T-1, C, H, W)
+        return (pred, self.aux_losses()) if return_aux else pred
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, n_future: Optional[int] = None) -> torch.Tensor:

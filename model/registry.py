@@ -23,12 +23,14 @@ A network is always ``Forecaster`` = 1x1 embedding -> *core* -> 1x1 head, unroll
         contract: ``core(x, states) -> (h_top, states)`` and ``core.init_state(B, H, W, device, dtype,
         channels_last) -> states`` (any structure: e.g. PredRNN adds the zigzag memory M to ``states``; MIM keeps
         the previous layer outputs there for its differential inputs). A core may also define
-        ``aux_loss() -> Tensor`` (a loss term accumulated during the last ``forward``, e.g. PredRNN-V2's
-        decoupling loss); ``Forecaster.aux_loss()`` returns it, or 0 when the core has none.
-    recipe: optional hints for the training recipe, read by the trainer with defaults, never by ``model.name``:
-        e.g. ``{"aux_loss_weight": 0.1}`` (weight of ``net.aux_loss()`` in the loss) or
-        ``{"scheduled_sampling": "reverse"}`` (PredRNN-V2). ``None`` = the default recipe. Keys are documented
-        where the trainer reads them; a model never needs a branch in the training loop.
+        ``aux_losses() -> {name: scalar Tensor}`` (loss terms accumulated during the last ``forward``, e.g.
+        PredRNN-V2's ``{"decouple": ...}``); ``Forecaster.forward(frames, mask, return_aux=True)`` returns them
+        with the prediction (``{}`` when the core has none).
+    recipe: optional hints for the training method (``mslstm.training.recipe.RecipeHints``, same keys), read by
+        the trainer through ``build_recipe(train_cfg, device, spec.recipe, total_steps)``, never by
+        ``model.name``: ``{"aux_loss_weights": {"decouple": 0.01}}`` (weight of each auxiliary loss; 1.0 for a
+        name not listed) and ``{"sampling": "reverse"}`` (a registered scheduled-sampling method; PredRNN-V2).
+        ``None`` = the default recipe. A model never needs a branch in the training loop.
     tags: free labels; ``"paper"`` marks the four networks of the MS-LSTM paper's ablation (the ablation's default).
 
 Adding a model: write ``model/zoo/<name>.py`` that defines its cell (equations in the docstring) and calls

@@ -38,9 +38,9 @@ def test_every_registered_model_builds_runs_and_predicts(name):
     torch.manual_seed(0)
     net = build_model(cfg)
     x = torch.rand(2, cfg.total_frames, 1, 8, 8)
-    out = net(x, torch.rand(2, cfg.output_frames - 1))
+    out, aux = net(x, torch.rand(2, cfg.output_frames - 1), return_aux=True)
     assert out.shape == (2, cfg.total_frames - 1, 1, 8, 8) and torch.isfinite(out).all()
-    (out.pow(2).mean() + net.aux_loss()).backward()
+    (out.pow(2).mean() + sum(aux.values())).backward()
     assert all(p.grad is not None for p in net.parameters())
     fut = net.eval().predict(x[:, : cfg.input_frames], 3)
     assert fut.shape == (2, 3, 1, 8, 8)
@@ -95,24 +95,25 @@ class _SumCore(nn.Module):
         self._aux = sum(h.abs().mean() for h in hs)
         return sum(hs), new
 
-    def aux_loss(self):
-        return self._aux
+    def aux_losses(self):
+        return {"sum": self._aux}
 
 
 def test_a_model_brings_its_own_core_and_recipe():
     make = get_spec("convlstm").make_cell
     flat, ms = register_family("zz-sum", "ZZ", "cells side by side (test)", "none", make, core=_SumCore,
-                               recipe={"aux_loss_weight": 0.5})
+                               recipe={"aux_loss_weights": {"sum": 0.5}})
     try:
-        assert ms.name == "mszz-sum" and ms.label == "MS-ZZ" and ms.recipe["aux_loss_weight"] == 0.5
+        assert ms.name == "mszz-sum" and ms.label == "MS-ZZ" and ms.recipe["aux_loss_weights"] == {"sum": 0.5}
         with pytest.raises(TypeError):
-            ms.recipe["aux_loss_weight"] = 1.0  # specs are read-only
+            ms.recipe["sampling"] = "reverse"  # specs are read-only
         net = build_model(tiny("zz-sum"))
         assert isinstance(net.core, _SumCore)
-        out = net(torch.rand(1, 4, 1, 8, 8))
-        assert out.shape == (1, 3, 1, 8, 8) and net.aux_loss() > 0
-        # a model without aux loss reports 0
-        assert build_model(tiny("convlstm")).aux_loss() == 0
+        out, aux = net(torch.rand(1, 4, 1, 8, 8), return_aux=True)
+        assert out.shape == (1, 3, 1, 8, 8) and aux["sum"] > 0
+        assert torch.equal(net(torch.zeros(1, 4, 1, 8, 8)), net(torch.zeros(1, 4, 1, 8, 8), return_aux=True)[0])
+        # a model without auxiliary losses returns none
+        assert build_model(tiny("convlstm"))(torch.rand(1, 4, 1, 8, 8), return_aux=True)[1] == {}
     finally:
         unregister(flat.name)
         unregister(ms.name)

@@ -210,14 +210,21 @@ def test_recipe_adds_weighted_aux_losses_and_uses_a_registered_sampling_schedule
     assert total.item() == pytest.approx(8.0 + 0.5 * 2.0 + 1.0 * 3.0) and parts == {"decouple": 2.0, "other": 3.0}
     # the default schedule is train.ss_*; a named one replaces it without touching the loop
     assert plain.teacher_forcing_prob(5) == tcfg.teacher_forcing_prob(5) == 0.5
-    if "test-reverse" not in SAMPLING_SCHEDULES:
-        register_sampling_schedule("test-reverse", SamplingSchedule(lambda t, step: min(1.0, step / 10)))
-    rev = build_recipe(tcfg, cpu, RecipeHints(sampling="test-reverse"))
+    if "test-ramp" not in SAMPLING_SCHEDULES:
+        register_sampling_schedule("test-ramp", SamplingSchedule(
+            lambda t, step, total: min(1.0, step / 10),
+            lambda t, step, total, b, n_in, n_all, gen: torch.full((b, n_all - n_in - 1), min(1.0, step / 10))))
+    rev = build_recipe(tcfg, cpu, RecipeHints(sampling="test-ramp"))
     assert rev.teacher_forcing_prob(5) == 0.5 and rev.teacher_forcing_prob(20) == 1.0
-    assert rev.mask(4, 20, 3, cpu).eq(1).all() and rev.mask(4, 0, 3, cpu).eq(0).all()
+    assert rev.mask(4, 20, 3, 7, cpu).eq(1).all() and rev.mask(4, 0, 3, 7, cpu).eq(0).all()
+    # a spec's recipe mapping is the same hints; bad keys are refused with the model named
+    assert build_recipe(tcfg, cpu, {"sampling": "test-ramp"}).teacher_forcing_prob(20) == 1.0
+    with pytest.raises(ConfigError, match="zz: recipe key.*'aux_loss_weight'"):
+        RecipeHints.from_spec({"aux_loss_weight": 0.1}, "zz")
     # a rank takes its rows of the global mask: the two halves of 2 ranks are the rows of one process
-    full = plain.mask(4, 3, 2, cpu)
-    assert torch.equal(torch.cat([plain.mask(2, 3, 2, cpu, rank=r, world_size=2) for r in (0, 1)]),
+    full = plain.mask(4, 3, 3, 6, cpu)
+    assert full.shape == (4, 2)
+    assert torch.equal(torch.cat([plain.mask(2, 3, 3, 6, cpu, rank=r, world_size=2) for r in (0, 1)]),
                        full[[0, 2, 1, 3]])
     with pytest.raises(ConfigError, match="not registered"):
         build_recipe(tcfg, cpu, RecipeHints(sampling="nope"))

@@ -12,7 +12,8 @@ from model import ModelConfig, build_model, count_parameters, get_spec
 from model.zoo._ops import layer_input, rescale, warp
 from model.zoo.motionrnn import MotionRNNCell
 from model.zoo.predrnn import STLSTMCell
-from model.zoo.predrnn_v2 import decoupling_loss, reverse_sampling_mask, reverse_schedule
+from model.zoo.predrnn_v2 import decoupling_loss
+from mslstm.training.recipe import reverse_sampling_mask, reverse_schedule
 
 torch.set_num_threads(1)
 
@@ -72,12 +73,12 @@ def test_tiny_forward_predict_and_two_training_steps(name):
     frames = torch.rand(2, cfg.total_frames, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])           # (B, T - input_frames - 1)
     opt = torch.optim.Adam(net.parameters(), lr=3e-4)  # the authors LR
-    weight = (spec.recipe or {}).get("aux_loss_weight", 0.0)
+    weights = dict((spec.recipe or {}).get("aux_loss_weights", {}))
     losses = []
     for _ in range(2):
-        out = net(frames, mask)
+        out, aux = net(frames, mask, return_aux=True)
         assert out.shape == (2, cfg.total_frames - 1, 1, 16, 16)
-        loss = F.mse_loss(out, frames[:, 1:]) + weight * net.aux_loss()
+        loss = F.mse_loss(out, frames[:, 1:]) + sum(weights.get(k, 1.0) * v for k, v in aux.items())
         opt.zero_grad()
         loss.backward()
         for pname, p in net.named_parameters():
@@ -186,7 +187,7 @@ def test_motionrnn_places_mim_blocks_and_motion_grus_as_the_authors_use_them():
 def test_predrnnv2_declares_its_recipe_in_the_spec():
     for name in ("predrnnv2", "mspredrnnv2"):
         recipe = get_spec(name).recipe
-        assert recipe["aux_loss_weight"] == 0.01 and recipe["scheduled_sampling"] == "reverse"
+        assert recipe["aux_loss_weights"] == {"decouple": 0.01} and recipe["sampling"] == "reverse"
     assert get_spec("predrnn").recipe is None
 
 
@@ -208,9 +209,9 @@ def test_decoupling_loss_is_abs_cosine_per_channel():
 def test_predrnnv2_aux_loss_is_the_mean_over_steps_of_the_layer_sum():
     torch.manual_seed(0)
     net = build_model(tiny("mspredrnnv2"))
-    assert net.aux_loss() == 0                                 # before any forward
-    net(torch.rand(2, 6, 1, 16, 16))
-    loss = net.aux_loss()
+    assert net.aux_losses() == {"decouple": 0}                 # before any forward
+    _, aux = net(torch.rand(2, 6, 1, 16, 16), return_aux=True)
+    loss = aux["decouple"]
     assert loss.dim() == 0 and 0 < loss.item() <= 6 * 8       # 6 layers x 8 channels x |cos| <= 1
     assert net.core._steps == 5
 

@@ -68,7 +68,7 @@ def count_train_flops(net: torch.nn.Module, frames: torch.Tensor, mask: Optional
 
     counter = FlopCounterMode(display=False)
     with counter:
-        pred, aux = split_output(net(frames, mask))
+        pred, aux = split_output(net(frames, mask, return_aux=True))
         total = LOSSES[loss](pred, frames[:, 1:])
         for value in aux.values():
             total = total + value
@@ -128,7 +128,7 @@ def training_steps(cfg: Any) -> tuple[int, str]:
 
 def measure(cfg: Any) -> dict[str, Any]:
     """All cost figures of ``cfg.model`` on ``cfg.profile.device`` (no files, no MLflow)."""
-    from model import build_model
+    from model import build_model, get_spec
 
     from mslstm.devices import resolve_device
     from mslstm.training.recipe import build_optimizer, build_recipe, optimizer_step
@@ -151,14 +151,15 @@ def measure(cfg: Any) -> dict[str, Any]:
     flops_train = count_train_flops(net, one, None if mask is None else mask[:1], cfg.train.loss)
 
     tcfg = cfg.train
-    recipe = build_recipe(tcfg, device)  # the trainer's method: loss, AMP policy, optimizer, clipping
+    # the trainer's method: loss (+ the model's weighted auxiliary losses), AMP policy, optimizer, clipping
+    recipe = build_recipe(tcfg, device, get_spec(mcfg.name).recipe)
     amp = recipe.amp_dtype
     opt = build_optimizer(net.parameters(), tcfg, float(tcfg.lr))
     scaler = recipe.grad_scaler(device)
 
     def train_step() -> None:
         with recipe.autocast(device):
-            out = net(frames, mask)
+            out = net(frames, mask, return_aux=True)
         loss, _ = recipe.loss(out, frames[:, 1:])
         optimizer_step(loss, opt, scaler, net.parameters(), recipe.grad_clip)
 

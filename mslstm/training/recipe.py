@@ -4,31 +4,36 @@ No I/O, no DDP: the trainer (``mslstm.training.train``), the profile step and th
 they train (and time) the same method.
 
     from mslstm.training.recipe import build_recipe
-    recipe = build_recipe(cfg.train, device)              # + hints=RecipeHints(...) from a model spec
-    mask = recipe.mask(b, step, n_mask, device)           # scheduled sampling (this rank's rows)
+    recipe = build_recipe(cfg.train, device, get_spec(cfg.model.name).recipe, total_steps)
+    mask = recipe.mask(b, step, input_frames, T, device)  # scheduled sampling (this rank's rows)
     with recipe.autocast(device):
-        out = model(frames, mask=mask)
-    loss, parts = recipe.loss(out, frames[:, 1:])         # train.loss + the model's auxiliary losses
+        out = model(frames, mask=mask, return_aux=True)   # (pred, {name: auxiliary loss})
+    loss, parts = recipe.loss(out, frames[:, 1:])         # train.loss + the weighted auxiliary losses
     optimizer_step(loss, opt, scaler, model.parameters(), recipe.grad_clip, sched)
 
 Extension points (so that a model with its own needs adds no branch to the loop):
 
 - **Loss by name**: ``LOSSES[name](pred, target) -> scalar``; ``train.loss`` picks one.
-- **Auxiliary losses**: a network's ``forward`` may return ``(pred, aux)`` instead of ``pred``, where ``aux`` maps
-  a name to a scalar tensor (e.g. PredRNN-V2's decoupling loss). :func:`split_output` separates them (validation
-  and evaluation use ``pred`` only); the training loss is ``LOSSES[train.loss](pred, target) + sum(w[name] *
-  aux[name])`` with ``w = RecipeHints.aux_loss_weights`` (1.0 for a name not listed).
+- **Auxiliary losses**: ``Forecaster.forward(frames, mask, return_aux=True)`` returns ``(pred, aux)``, ``aux``
+  mapping a name to a scalar tensor that the model's core computed during that forward (``core.aux_losses()``,
+  e.g. PredRNN-V2's ``{"decouple": ...}``). :func:`split_output` separates them; the training loss is
+  ``LOSSES[train.loss](pred, target) + sum(w[name] * aux[name])`` with ``w = RecipeHints.aux_loss_weights``
+  (1.0 for a name not listed). Validation, evaluation and prediction call ``forward`` without ``return_aux``.
 - **Sampling schedule by name**: ``SAMPLING_SCHEDULES[name]`` is a :class:`SamplingSchedule`: ``prob(train_cfg,
-  step)`` (probability of feeding ground truth) and ``mask(global_batch, n, prob, step, seed)``. ``linear`` is the
-  ``train.ss_*`` decay; :func:`register_sampling_schedule` adds another (e.g. PredRNN's reverse scheduled sampling).
-- **RecipeHints**: what a model may declare in its spec (schedule name, auxiliary-loss weights);
-  ``build_recipe(tcfg, device, hints)`` applies them.
+  step, total_steps)`` (probability of feeding ground truth at an output step) and ``mask(...)`` (the global
+  batch's mask). ``linear`` is the ``train.ss_*`` decay over the output steps; ``reverse`` is PredRNN-V2's reverse
+  scheduled sampling (input steps too, over the run's ``total_steps``); :func:`register_sampling_schedule` adds
+  another.
+- **RecipeHints**: what a model declares in its spec (``ModelSpec.recipe``, a mapping with the same keys:
+  ``sampling``, ``aux_loss_weights``); ``build_recipe(tcfg, device, spec.recipe, total_steps)`` applies them.
+  This is the one seam: the training loop has no branch per model.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, Iterable, Mapping
+import math
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 
@@ -77,14 +82,18 @@ def split_output(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 
 
 # ------------------------------------------------------------------------------------------- scheduled sampling
+def _generator(seed: int, step: int) -> torch.Generator:
+    """The mask generator of ``step``: seeded by ``(seed, step)`` so that every rank and a resumed run agree."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+
+
 def sampling_mask(global_batch: int, n: int, prob: float, step: int, seed: int) -> torch.Tensor:
     """Scheduled-sampling mask (global_batch, n) of 0/1 floats: 1 = feed ground truth, with probability ``prob``.
 
     Vectorised (one ``torch.bernoulli`` call) and drawn from a generator seeded by ``(seed, step)``, so that any
     number of processes (each taking its rows) and a resumed run draw the same masks.
     """
-    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
-    return torch.bernoulli(torch.full((global_batch, max(n, 0)), float(prob)), generator=gen)
+    return torch.bernoulli(torch.full((global_batch, max(n, 0)), float(prob)), generator=_generator(seed, step))
 
 
 def linear_teacher_forcing(tcfg: Any, step: int) -> float:
@@ -98,19 +107,89 @@ def linear_teacher_forcing(tcfg: Any, step: int) -> float:
     return tcfg.ss_start + (tcfg.ss_end - tcfg.ss_start) * frac
 
 
+def reverse_schedule(progress: float) -> tuple[float, float]:
+    """(eta_r, eta) at ``progress`` = step / total steps in [0, 1] (the authors' ``reverse_scheduled_sampling``,
+    PredRNN-V2, with their iteration thresholds 25k / 50k of 80k expressed as thirds of training).
+
+    eta_r: probability of reading the ground truth at an input step: 0.5 for the first third, then
+    1 - 0.5 exp(-(p - 1/3) / (1/15)) over the middle third, then 1.
+    eta: probability of reading the ground truth at an output step: 0.5, then linear to 0 over the middle
+    third, then 0.
+    """
+    p = float(progress)
+    if not math.isfinite(p) or p < 0:
+        raise ValueError(f"progress: must be a finite number >= 0 (got {progress!r})")
+    start, end = 1.0 / 3.0, 2.0 / 3.0
+    if p < start:
+        return 0.5, 0.5
+    if p < end:
+        return 1.0 - 0.5 * math.exp(-(p - start) / (start / 5.0)), 0.5 - 0.5 * (p - start) / (end - start)
+    return 1.0, 0.0
+
+
+def reverse_sampling_mask(progress: float, batch: int, input_frames: int, total_frames: int,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Reverse scheduled-sampling mask (B, total_frames - 2), 1 = read the ground truth.
+
+    Column t - 1 decides the input of step t = 1 .. T-2: columns 0 .. input_frames-2 are input steps (ground truth
+    with probability eta_r), the rest output steps (probability eta); see :func:`reverse_schedule`. Step 0 always
+    reads frame 0. The rollout (``model.networks.Forecaster``) reads step t as
+    ``mask[:, t-1] * frames[:, t] + (1 - mask[:, t-1]) * x_gen``.
+    """
+    if input_frames < 1 or total_frames < input_frames + 1:
+        raise ValueError(f"total_frames: need input_frames >= 1 and total_frames > input_frames "
+                         f"(got {input_frames} and {total_frames})")
+    eta_r, eta = reverse_schedule(progress)
+    n = max(total_frames - 2, 0)
+    u = torch.rand(batch, n, generator=generator)
+    thresh = torch.full((n,), eta)
+    thresh[: input_frames - 1] = eta_r
+    return (u < thresh).float()
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingSchedule:
-    """A named scheduled-sampling method: the ground-truth probability per step and the mask drawn from it."""
+    """A named scheduled-sampling method.
 
-    prob: Callable[[Any, int], float]
-    mask: Callable[[int, int, float, int, int], torch.Tensor] = sampling_mask
+    Attributes:
+        prob: ``prob(tcfg, step, total_steps) -> float``, the probability of feeding ground truth at an output
+            step (logged as ``train/tf_prob``).
+        mask: ``mask(tcfg, step, total_steps, global_batch, input_frames, total_frames, generator) -> Tensor`` of
+            shape (global_batch, total_frames - input_frames - 1) (output steps only) or (global_batch,
+            total_frames - 2) (input steps too); 1 = ground truth. ``generator`` is seeded by ``(train.seed,
+            step)``: draw from it alone, so that every rank and a resumed run get the same mask.
+    """
+
+    prob: Callable[[Any, int, int], float]
+    mask: Callable[..., torch.Tensor]
 
 
-SAMPLING_SCHEDULES: dict[str, SamplingSchedule] = {"linear": SamplingSchedule(linear_teacher_forcing)}
+def _linear_mask(tcfg: Any, step: int, total_steps: int, global_batch: int, input_frames: int, total_frames: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    n = max(total_frames - input_frames - 1, 0)
+    prob = linear_teacher_forcing(tcfg, step)
+    return torch.bernoulli(torch.full((global_batch, n), float(prob)), generator=generator)
+
+
+def _progress(step: int, total_steps: int) -> float:
+    return min(1.0, step / total_steps) if total_steps > 0 else 0.0
+
+
+def _reverse_mask(tcfg: Any, step: int, total_steps: int, global_batch: int, input_frames: int, total_frames: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    return reverse_sampling_mask(_progress(step, total_steps), global_batch, input_frames, total_frames, generator)
+
+
+SAMPLING_SCHEDULES: dict[str, SamplingSchedule] = {
+    # train.ss_start -> train.ss_end over train.ss_decay_steps, output steps only (PredRNN, the authors' default)
+    "linear": SamplingSchedule(lambda tcfg, step, total: linear_teacher_forcing(tcfg, step), _linear_mask),
+    # PredRNN-V2's reverse scheduled sampling over the run's total steps: input steps too
+    "reverse": SamplingSchedule(lambda tcfg, step, total: reverse_schedule(_progress(step, total))[1], _reverse_mask),
+}
 
 
 def register_sampling_schedule(name: str, schedule: SamplingSchedule) -> SamplingSchedule:
-    """Add a schedule under ``name`` (a model's :class:`RecipeHints` then names it)."""
+    """Add a schedule under ``name`` (a model spec's ``recipe={"sampling": name}`` then picks it)."""
     if name in SAMPLING_SCHEDULES:
         raise ValueError(f"sampling schedule {name!r} is already registered")
     SAMPLING_SCHEDULES[name] = schedule
@@ -176,15 +255,41 @@ def current_lr(opt: torch.optim.Optimizer) -> float:
 # -------------------------------------------------------------------------------------------------------- recipe
 @dataclasses.dataclass(frozen=True)
 class RecipeHints:
-    """What a model may declare about its training method (carried by its spec; all optional).
+    """What a model declares about its training method: its spec's ``recipe`` mapping, same keys (all optional).
 
     Attributes:
-        sampling: name in :data:`SAMPLING_SCHEDULES` (default ``linear``, the ``train.ss_*`` decay).
-        aux_loss_weights: weight of each auxiliary loss the model's forward returns (1.0 when not listed).
+        sampling: name in :data:`SAMPLING_SCHEDULES` (default ``linear``, the ``train.ss_*`` decay; PredRNN-V2:
+            ``reverse``).
+        aux_loss_weights: weight of each auxiliary loss the network returns with ``forward(..., return_aux=True)``
+            (1.0 for a name not listed; a weight of 0 still back-propagates zeros, so that every parameter gets a
+            gradient under DDP).
     """
 
     sampling: str = "linear"
     aux_loss_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, recipe: Mapping[str, Any] | "RecipeHints" | None, model: str = "model") -> "RecipeHints":
+        """Hints from a spec's ``recipe`` mapping (``None`` = defaults); unknown keys or bad values ->
+        ``ConfigError`` naming the model and the key."""
+        if recipe is None:
+            return cls()
+        if isinstance(recipe, RecipeHints):
+            return recipe
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(recipe) - known)
+        if bad:
+            raise ConfigError(f"{model}: recipe key(s) {', '.join(map(repr, bad))} unknown; "
+                              f"a model's recipe may set {', '.join(sorted(known))}")
+        sampling = recipe.get("sampling", "linear")
+        if not isinstance(sampling, str):
+            raise ConfigError(f"{model}: recipe.sampling must be a schedule name, got {sampling!r}")
+        weights = recipe.get("aux_loss_weights", {})
+        if not isinstance(weights, Mapping) or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in weights.values()):
+            raise ConfigError(f"{model}: recipe.aux_loss_weights must map loss names to finite numbers, "
+                              f"got {weights!r}")
+        return cls(sampling, {str(k): float(v) for k, v in weights.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,21 +302,30 @@ class Recipe:
     amp_dtype: torch.dtype | None
     use_scaler: bool
     aux_loss_weights: Mapping[str, float]
+    total_steps: int = 0
+    sampling: str = "linear"
 
     @property
     def grad_clip(self) -> float:
         return float(self.tcfg.grad_clip)
 
     def teacher_forcing_prob(self, step: int) -> float:
-        return float(self.schedule.prob(self.tcfg, step))
+        """Probability of feeding ground truth at an output step at ``step`` (0 when scheduled sampling is off)."""
+        if not self.tcfg.scheduled_sampling:
+            return 0.0
+        return float(self.schedule.prob(self.tcfg, step, self.total_steps))
 
-    def mask(self, batch: int, step: int, n_mask: int, device: torch.device, rank: int = 0,
-             world_size: int = 1) -> torch.Tensor | None:
-        """This rank's rows ``(batch, n_mask)`` of the global batch's scheduled-sampling mask at ``step``."""
-        if not self.tcfg.scheduled_sampling or n_mask <= 0:
+    def mask(self, batch: int, step: int, input_frames: int, total_frames: int, device: torch.device,
+             rank: int = 0, world_size: int = 1) -> torch.Tensor | None:
+        """This rank's rows of the global batch's scheduled-sampling mask at ``step`` for a rollout of
+        ``total_frames`` frames of which ``input_frames`` are given: ``(batch, T - input_frames - 1)`` or, for a
+        schedule that covers the input steps, ``(batch, T - 2)``. None when ``train.scheduled_sampling`` is off."""
+        if not self.tcfg.scheduled_sampling or total_frames - 2 <= 0:
             return None
-        prob = self.teacher_forcing_prob(step)
-        full = self.schedule.mask(batch * world_size, n_mask, prob, step, self.tcfg.seed)
+        full = self.schedule.mask(self.tcfg, step, self.total_steps, batch * world_size, input_frames, total_frames,
+                                  _generator(self.tcfg.seed, step))
+        if full.shape[1] == 0:
+            return None
         return full[rank::world_size][:batch].to(device)
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
@@ -221,7 +335,9 @@ class Recipe:
         return torch.amp.GradScaler(device.type, enabled=self.use_scaler)
 
     def loss(self, out: Any, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """``(total loss, {aux name: value})`` of a network output against ``target`` (frames[:, 1:])."""
+        """``(total loss, {aux name: value})`` of a network output against ``target`` (frames[:, 1:]); ``out`` is
+        the prediction or ``(prediction, {name: auxiliary loss})`` (``forward(..., return_aux=True)``). Every
+        auxiliary loss is added, weight 0 included (its parameters then get zero gradients, as DDP requires)."""
         pred, aux = split_output(out)
         total = LOSSES[self.loss_name](pred, target)
         for name, value in aux.items():
@@ -229,13 +345,22 @@ class Recipe:
         return total, {name: float(v.detach()) for name, v in aux.items()}
 
 
-def build_recipe(tcfg: Any, device: torch.device, hints: RecipeHints | None = None) -> Recipe:
-    """The training method of ``tcfg`` (the ``train`` section) on ``device``, with a model's ``hints`` applied."""
-    hints = hints or RecipeHints()
+def build_recipe(tcfg: Any, device: torch.device, hints: Mapping[str, Any] | RecipeHints | None = None,
+                 total_steps: int = 0) -> Recipe:
+    """The training method of ``tcfg`` (the ``train`` section) on ``device``, with a model's hints applied.
+
+    Args:
+        tcfg: the train section.
+        device: where the model runs (AMP policy).
+        hints: the model's declared needs: its spec's ``recipe`` mapping (``get_spec(name).recipe``), or
+            :class:`RecipeHints`; None = defaults.
+        total_steps: optimizer steps of the whole run (schedules that follow training progress, e.g. ``reverse``).
+    """
+    hints = RecipeHints.from_spec(hints)
     loss_fn(tcfg.loss)
     if hints.sampling not in SAMPLING_SCHEDULES:
         raise ConfigError(f"sampling schedule {hints.sampling!r} is not registered; one of "
                           f"{', '.join(sorted(SAMPLING_SCHEDULES))}")
     amp_dtype, use_scaler = amp_settings(tcfg.amp, device)
     return Recipe(tcfg, tcfg.loss, SAMPLING_SCHEDULES[hints.sampling], amp_dtype, use_scaler,
-                  dict(hints.aux_loss_weights))
+                  dict(hints.aux_loss_weights), int(total_steps), hints.sampling)

@@ -113,7 +113,7 @@ class Trainer:
 
     def __init__(self, cfg: Any, data_dir: Path, out_dir: Path, dinfo: DistInfo, ckpointer: Checkpointer,
                  tracker: Any) -> None:
-        from model import build_model
+        from model import build_model, get_spec
 
         from mslstm.config import to_dict
         from mslstm.data.dataset import VideoDataset
@@ -124,7 +124,6 @@ class Trainer:
         seed_everything(tcfg.seed, tcfg.deterministic, device)
         self.train_ds, self.val_ds = VideoDataset(data_dir, "train"), VideoDataset(data_dir, "val")
         self.t_total = mcfg.input_frames + mcfg.output_frames
-        self.n_mask = mcfg.output_frames - 1
         try:
             self.batch, self.global_batch = tcfg.effective_batch(dinfo.world_size)
         except ValueError as exc:
@@ -136,7 +135,7 @@ class Trainer:
         self.total_steps = tcfg.epochs * self.steps_per_epoch
         if tcfg.max_steps:
             self.total_steps = min(self.total_steps, tcfg.max_steps)
-        self.recipe = build_recipe(tcfg, device)
+        self.recipe = build_recipe(tcfg, device, get_spec(mcfg.name).recipe, self.total_steps)  # model's needs
         self.state = TrainState(net, opt, build_scheduler(opt, tcfg, self.lr, self.total_steps),
                                 self.recipe.grad_scaler(device))
         ckpointer.header = {"model_config": to_dict(mcfg), "config": cfg.to_dict(), "world_size": dinfo.world_size,
@@ -177,9 +176,10 @@ class Trainer:
             frames = frames.to(self.device, non_blocking=pin)[:, : self.t_total]         # (b, T, C, H, W)
             b = frames.shape[0]
             prob = recipe.teacher_forcing_prob(st.step)
-            mask = recipe.mask(b, st.step, self.n_mask, self.device, dinfo.rank, dinfo.world_size)  # (b, n_mask)
+            mask = recipe.mask(b, st.step, self.mcfg.input_frames, self.t_total, self.device, dinfo.rank,
+                               dinfo.world_size)                                        # (b, n) or None
             with recipe.autocast(self.device):
-                out = self.model(frames, mask=mask)                                     # (b, T-1, C, H, W)
+                out = self.model(frames, mask=mask, return_aux=True)    # ((b, T-1, C, H, W), {aux name: loss})
             loss, _ = recipe.loss(out, frames[:, 1:])
             optimizer_step(loss, st.optimizer, st.scaler, self.model.parameters(), recipe.grad_clip, st.scheduler)
             st.step += 1
