@@ -206,3 +206,19 @@ def label_of(name: str) -> str:
     _load_zoo()
     spec = _REGISTRY.get(name)
     return spec.label if spec is not None else str(name)
+
+
+def ms_pairs() -> list[tuple[str, str]]:
+    """``(flat, MS-)`` name pairs: each pyramid model with the full-resolution stack built from the same cells
+    and core (``register_family``'s two specs; ``convlstm``/``smslstm``, ``tmslstm``/``mslstm``, ...), in
+    listing order of the flat model."""
+    specs = list_specs()
+    pairs = []
+    for flat in specs:
+        if flat.arrangement != "stack":
+            continue
+        for ms in specs:
+            if ms.arrangement == "pyramid" and ms.make_cell is flat.make_cell and ms.core is flat.core:
+                pairs.append((flat.name, ms.name))
+                break
+    return pairs
