@@ -142,13 +142,14 @@ def _generate(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str,
 
 def _from_file(d: Any, staging: Path, raw: dict[str, Any], factor: int, why: str,
                path: Path) -> dict[str, Any]:
-    from mslstm.data.loaders import check_chunk, check_geometry, default_value_range, open_video
+    from mslstm.data.dataset import default_value_range
+    from mslstm.data.loaders import check_chunk, check_geometry, open_video
 
     layout = "TNHW" if d.source == "moving-mnist-npy" else d.layout
     with open_video(path, d.key, layout) as vf:
         n, t, c, h, w = vf.shape
         check_geometry(path, vf.shape, d.total_frames, factor, why)
-        vr = default_value_range(path, vf.dtype, d.value_range)
+        vr = default_value_range(vf.dtype, d.value_range, path)
         if d.source == "moving-mnist-npy" and vf.dtype != np.uint8:
             raise DataError(f"{path}: the standard mnist_test_seq.npy is uint8, got {vf.dtype}; use source: array")
         store = np.uint8 if vf.dtype == np.uint8 else np.float32
