@@ -1,6 +1,6 @@
 """The register step: promote a trained model into the MLflow Model Registry only when the gate passes.
 
-    from mslstm.evaluation.registry import register
+    from mslstm.release.registry import register
     decision = register(cfg, "artifacts/train", "artifacts/eval", "artifacts/profile", "artifacts/register")
 
 Gate (``register`` section), both must hold:
@@ -105,7 +105,7 @@ def register(cfg: Any, train_dir: str | os.PathLike, eval_dir: str | os.PathLike
     """Apply the gate; register/alias the model in MLflow; write ``out_dir/decision.json``; return the decision."""
     import mlflow
 
-    from mslstm.evaluation.pyfunc import log_pyfunc_model
+    from mslstm.release.pyfunc import log_pyfunc_model
     from mslstm.evaluation.tracking import find_run_info, mlflow_run
     from mslstm.training.checkpoint import load_model
 
