@@ -58,7 +58,7 @@ def load_config_json(config_json: str, overrides: Mapping[str, Any] | None = Non
 
 def numeric_items(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Flatten a (nested) dict to the finite numbers in it: ``{"a": {"b": 1}} -> {"a.b": 1.0}``."""
-    from mslstm.config import flatten
+    from mslstm.configtools import flatten
 
     return {
         k: float(v) for k, v in flatten(d, prefix).items()
