@@ -25,6 +25,8 @@ COMMANDS = (
     "register",
     "predict",
     "ablation",
+    "compare",
+    "layers",
     "pipeline",
 )
 

@@ -393,6 +393,7 @@ def open_run(
     enabled: bool = True,
     force: bool = False,
     system_metrics: bool = False,
+    nested: bool = False,
 ) -> Iterator[Tracker]:
     """Open (or continue, or reuse) the MLflow run of a step; see the module doc for which run and how it ends.
 
@@ -406,6 +407,8 @@ def open_run(
         enabled: False on ranks other than 0 (a no-op tracker).
         force: open a run even when ``tracking.enabled`` is false.
         system_metrics: sample CPU/GPU/memory into the run (``tracking.system_metrics_interval``).
+        nested: when a run is active, open a new child run of it (in its experiment; ended here) instead of
+            logging into it (``mslstm compare``: one child run per model under the comparison's run).
     """
     if not enabled or not (force or tracking_enabled(cfg)):
         yield Tracker(False)
@@ -420,7 +423,7 @@ def open_run(
     uri = resolve_tracking_uri(cfg, run_info)
     mlflow.set_tracking_uri(uri)
     active = mlflow.active_run()
-    if active is not None:  # a caller's run: log into it, leave ending it to the caller
+    if active is not None and not nested:  # a caller's run: log into it, leave ending it to the caller
         tracker = Tracker(True, active, uri, mlflow.get_experiment(active.info.experiment_id).name)
         if out_dir is not None:
             write_run_info(out_dir, tracker.info)
@@ -433,6 +436,10 @@ def open_run(
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
         exp_name = mlflow.get_experiment(run.info.experiment_id).name
+    elif active is not None:  # nested: a child of the active run
+        exp_name = mlflow.get_experiment(active.info.experiment_id).name
+        run = mlflow.start_run(experiment_id=active.info.experiment_id, run_name=run_name, tags=dict(tags or {}),
+                               nested=True, log_system_metrics=system_metrics)
     else:
         exp_name = getattr(section, "experiment", None) or DEFAULT_EXPERIMENT
         exp = mlflow.set_experiment(exp_name)

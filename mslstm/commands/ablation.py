@@ -5,6 +5,8 @@ normalised radar chart of params, FLOPs, memory, time and MSE (radar.png; closer
     mslstm ablation --data-dir artifacts/dataset --out artifacts/ablation
     mslstm ablation --set ablation.models=[convlstm,mslstm] --set ablation.steps=100
     mslstm --params configs/paper.yaml ablation          # the full configuration, on a GPU
+
+Any other list of models: ``mslstm compare --models ...`` (same core, ``compare_models``).
 """
 from __future__ import annotations
 
