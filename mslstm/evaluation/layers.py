@@ -128,8 +128,8 @@ def layer_figure(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out
     spec = get_spec(mcfg.name)
     scales = spec.layer_scales(mcfg)
     out = Path(out)
-    title = (f"{spec.label}: hidden output of each layer ({'channel mean' if reduce == 'mean' else 'first PCA '
-             'component'}), {split} sequence {index}")
+    how = "channel mean" if reduce == "mean" else "first PCA component"
+    title = f"{spec.label}: hidden output of each layer ({how}), {split} sequence {index}"
     save_layer_figure(out, frames.numpy(), maps, pred, scales, title)
     npz = out.with_suffix(".npz")
     with atomic_path(npz) as tmp:
