@@ -145,7 +145,7 @@ def build_ablation_pipeline(cfg: Config) -> Callable:
     acfg = ablation_config(cfg, cfg.model.name)  # the shared budget; model.name is set per iteration
     default_config = json.dumps(acfg.to_dict(), sort_keys=True)
 
-    @dsl.pipeline(name=f"{p.name}-ablation", description="MS-LSTM ablation: ConvLSTM, SMS-LSTM, TMS-LSTM, MS-LSTM on the same data and budget")
+    @dsl.pipeline(name=f"{p.name}-ablation", description="MS-LSTM comparison: any list of models (default the paper ablation) on the same data and budget")
     def mslstm_ablation(
         config: str = default_config,
         models: List[str] = list(cfg.ablation.models),

@@ -66,9 +66,13 @@ def count_train_flops(net: torch.nn.Module, frames: torch.Tensor, mask: Optional
 
     from mslstm.training.recipe import LOSSES, split_output
 
+    from model.networks import Forecaster
+
     counter = FlopCounterMode(display=False)
     with counter:
-        pred, aux = split_output(net(frames, mask, return_aux=True))
+        # a registry network hands its training-only auxiliary losses with return_aux (any other module: pred)
+        pred, aux = split_output(net(frames, mask, return_aux=True) if isinstance(net, Forecaster)
+                                 else net(frames, mask))
         total = LOSSES[loss](pred, frames[:, 1:])
         for value in aux.values():
             total = total + value
