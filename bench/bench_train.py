@@ -63,7 +63,7 @@ def run_train(tmp: Path, model: str, procs: int, steps: int, batch: int) -> dict
 def bench_mlflow(tmp: Path, n: int = 200) -> float:
     """Mean seconds of one ``tracker.log_metrics`` call (4 metrics, as the loop logs them) on the embedded store."""
     from mslstm.config import load_config
-    from mslstm.training.tracking import start_run
+    from mslstm.tracking import start_run
 
     cwd = os.getcwd()
     os.chdir(tmp)

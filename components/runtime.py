@@ -89,13 +89,9 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
 
 def checkpoint_in(model_dir: str | os.PathLike) -> str:
     """The checkpoint a ``Model`` artifact directory holds (best.pt, else last.pt)."""
-    from mslstm.errors import CheckpointError
+    from mslstm.training.checkpoint import find_checkpoint
 
-    d = Path(model_dir)
-    for name in ("best.pt", "last.pt"):
-        if (d / name).is_file():
-            return str(d / name)
-    raise CheckpointError(f"{d}: no best.pt or last.pt in the model artifact")
+    return str(find_checkpoint(model_dir))
 
 
 def run_id_in(model_dir: str | os.PathLike) -> str | None:

@@ -67,7 +67,8 @@ class Forecaster(nn.Module):
     ``forward(frames, mask=None)``: frames (B, T, C, H, W) -> (B, T-1, C, H, W), the prediction of frames[:, 1:].
     Step t < input_frames reads frames[:, t]; a later step reads ``m * frames[:, t] + (1 - m) * x_gen`` with
     ``m = mask[:, t - input_frames]`` (mask (B, T - input_frames - 1), 1 = ground truth; None = all zeros, pure
-    autoregression) and x_gen the prediction of the previous step.
+    autoregression) and x_gen the prediction of the previous step. A mask of shape (B, T - 2) also covers the
+    input steps (reverse scheduled sampling, PredRNN-V2): step t >= 1 then reads ``mask[:, t - 1]`` likewise.
     ``predict(inputs, n_future)``: inputs (B, T_in, C, H, W) -> (B, n_future, C, H, W).
     """
 
@@ -113,19 +114,22 @@ class Forecaster(nn.Module):
         h, states = self.core(e, states)                        # (B, hid, Hp, Wp)
         return self.head(h), states                             # (B, C*p*p, Hp, Wp)
 
-    def _rollout(self, seq: torch.Tensor, n_known: int, n_steps: int, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _rollout(self, seq: torch.Tensor, n_known: int, n_steps: int, mask: Optional[torch.Tensor],
+                 mask_from: Optional[int] = None) -> torch.Tensor:
         """seq (B, T', Cp, Hp, Wp) in patch space; steps t < n_known read seq[:, t]; later steps read the previous
-        prediction, mixed with seq[:, t] by mask[:, t - n_known] when a mask is given. -> (B, n_steps, Cp, Hp, Wp)."""
+        prediction; from step ``mask_from`` (default n_known) on, a given mask mixes the two: mask[:, t - mask_from].
+        -> (B, n_steps, Cp, Hp, Wp)."""
+        mask_from = n_known if mask_from is None else mask_from
         b, _, _, hp, wp = seq.shape
         states = self.core.init_state(b, hp, wp, seq.device, seq.dtype, self.config.channels_last)
         preds: list[torch.Tensor] = []
         x_gen: Optional[torch.Tensor] = None
         for t in range(n_steps):
-            if t < n_known:
-                x = seq[:, t]                                   # (B, Cp, Hp, Wp)
-            elif mask is not None:
-                m = mask[:, t - n_known].view(b, 1, 1, 1)
+            if mask is not None and t >= mask_from:
+                m = mask[:, t - mask_from].view(b, 1, 1, 1)
                 x = m * seq[:, t] + (1 - m) * x_gen
+            elif t < n_known:
+                x = seq[:, t]                                   # (B, Cp, Hp, Wp)
             else:
                 x = x_gen
             x_gen, states = self._step(x, states)
@@ -143,16 +147,20 @@ class Forecaster(nn.Module):
                 f"(usually input_frames + output_frames = {cfg.total_frames})"
             )
         n_mask = t - cfg.input_frames - 1
+        mask_from = cfg.input_frames
         if mask is not None:
-            if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (b, n_mask):
-                shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            if shape == (b, t - 2):
+                mask_from = 1                                   # reverse scheduled sampling: input steps too
+            elif shape != (b, n_mask):
                 raise ValueError(
-                    f"mask: expected shape (B, T - input_frames - 1) = ({b}, {n_mask}), got {shape}"
+                    f"mask: expected shape (B, T - input_frames - 1) = ({b}, {n_mask}) or, for reverse scheduled "
+                    f"sampling, (B, T - 2) = ({b}, {t - 2}), got {shape}"
                 )
             mask = mask.to(device=frames.device, dtype=frames.dtype)
         p = cfg.patch_size
         seq = patchify(frames, p)                               # (B, T, C*p*p, H/p, W/p)
-        out = self._rollout(seq, cfg.input_frames, t - 1, mask) # (B, T-1, C*p*p, H/p, W/p)
+        out = self._rollout(seq, cfg.input_frames, t - 1, mask, mask_from)  # (B, T-1, C*p*p, H/p, W/p)
         return unpatchify(out, p)                               # (B, T-1, C, H, W)
 
     @torch.no_grad()

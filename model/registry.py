@@ -174,12 +174,14 @@ def _load_zoo() -> None:
 
 
 def list_specs(tag: Optional[str] = None) -> list[ModelSpec]:
-    """Registered specs ordered by zoo file name, then registration order within a file (whatever order the
-    files happened to be imported in); only those tagged ``tag`` if given."""
+    """Registered specs: the paper's networks (tag ``"paper"``) first, then ordered by zoo file name, then
+    registration order within a file (whatever order the files happened to be imported in); only those tagged
+    ``tag`` if given."""
     _load_zoo()
     seq = {name: i for i, name in enumerate(_REGISTRY)}
     specs = sorted(_REGISTRY.values(),
-                   key=lambda s: (_ZOO_ORDER.get(s.make_cell.__module__, len(_ZOO_ORDER)), seq[s.name]))
+                   key=lambda s: ("paper" not in s.tags, _ZOO_ORDER.get(s.make_cell.__module__, len(_ZOO_ORDER)),
+                                  seq[s.name]))
     return [s for s in specs if tag is None or tag in s.tags]
 
 

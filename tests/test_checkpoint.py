@@ -16,6 +16,7 @@ from mslstm.errors import CheckpointError
 from mslstm.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
+    find_checkpoint,
     load_checkpoint,
     load_model,
     restore_rng_state,
@@ -151,3 +152,13 @@ def test_save_is_atomic_a_failed_write_keeps_the_old_file(good_ckpt):
         save_checkpoint(good_ckpt, {"model_config": {}, "model": {}, "bad": lambda: None})  # not picklable
     assert good_ckpt.read_bytes() == before
     assert [p.name for p in good_ckpt.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_find_checkpoint_prefers_best_then_last_and_names_the_folder(tmp_path, good_ckpt):
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'run'}: no best.pt or last.pt"):
+        find_checkpoint(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(good_ckpt.read_bytes())
+    assert find_checkpoint(tmp_path / "run") == tmp_path / "run" / "last.pt"
+    (tmp_path / "run" / "best.pt").write_bytes(good_ckpt.read_bytes())
+    assert find_checkpoint(tmp_path / "run") == tmp_path / "run" / "best.pt"

@@ -61,7 +61,7 @@ def test_evaluate_matches_manual_computation_and_all_frames_mode(tiny_dataset, t
 def test_evaluate_logs_into_training_run_from_run_json(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
     import mlflow
 
-    from mslstm.training.tracking import write_run_info
+    from mslstm.tracking import write_run_info
 
     cfg = tiny_config("evaluate.max_sequences=2", "evaluate.num_examples=0")
     mlflow.set_tracking_uri(mlflow_env)

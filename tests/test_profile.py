@@ -8,7 +8,7 @@ import torch
 from test_evaluate_common import mlflow_env, tiny_config  # noqa: F401
 from torch import nn
 
-from mslstm.evaluation.profile import count_forward_flops, count_train_flops, profile, training_steps
+from mslstm.evaluation.profile import count_forward_flops, count_train_flops, measure, profile, training_steps
 
 
 class OneConv(nn.Module):
@@ -90,3 +90,14 @@ def test_cli_profile_door(tmp_path, mlflow_env, capsys):  # noqa: F811
     assert rc == 0
     assert "| parameters |" in capsys.readouterr().out
     assert json.loads((tmp_path / "p" / "cost.json").read_text())["model"] == "convlstm"
+
+
+def test_profile_times_the_trainers_method():
+    """profile follows train.amp through the trainer's one AMP policy (bf16 autocast on CPU when asked for) and
+    refuses what training refuses (fp16 on CPU)."""
+    from mslstm.errors import ConfigError
+
+    torch.set_num_threads(1)
+    assert measure(tiny_config("train.amp=bf16", "train.loss=mse", "profile.device=cpu"))["amp"] == "bfloat16"
+    with pytest.raises(ConfigError, match="train.amp: fp16"):
+        measure(tiny_config("train.amp=fp16", "profile.device=cpu"))

@@ -19,10 +19,11 @@ import yaml
 
 from mslstm.config import load_config
 from mslstm.training.checkpoint import load_model
-from mslstm.training.tracking import (
+from mslstm.tracking import (
     DEFAULT_TRACKING_URI,
     continue_run,
     git_commit,
+    open_run,
     read_run_info,
     resolve_tracking_uri,
     start_run,
@@ -102,6 +103,40 @@ def test_crash_ends_the_run_failed_and_later_steps_log_into_the_same_run(in_tmp)
         tracker.log_metrics({"y": 1.0})
         assert tracker.run_id is None
     assert len(client.search_runs([info["experiment_id"]])) == 1
+
+
+def test_one_end_of_run_policy_and_an_active_run_is_reused(in_tmp):
+    """Every step opens runs with open_run: Ctrl-C ends KILLED, SIGTERM (SystemExit) FAILED, a caller's active run
+    is logged into and left open, tracking.enabled=false opens nothing unless forced."""
+    import mlflow
+
+    cfg = tiny_cfg()
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with open_run(cfg, run_name="ctrl-c") as tracker:
+            raise KeyboardInterrupt
+    client = mlflow.MlflowClient(tracker.tracking_uri)
+    assert client.get_run(tracker.run_id).info.status == "KILLED"
+    with pytest.raises(SystemExit):
+        with open_run(cfg, run_name="sigterm") as tracker:
+            os.kill(os.getpid(), signal.SIGTERM)   # becomes SystemExit(143) while the run is open
+            time.sleep(5)
+    assert client.get_run(tracker.run_id).info.status == "FAILED"
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # the handler is put back
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    with mlflow.start_run(run_name="outer") as outer:
+        with open_run(cfg, run_name="inner", out_dir=in_tmp / "step") as tracker:
+            tracker.log_metrics({"inner": 1.0}, synchronous=True)
+        assert tracker.run_id == outer.info.run_id and mlflow.active_run().info.run_id == outer.info.run_id
+    assert read_run_info(in_tmp / "step")["run_id"] == outer.info.run_id
+    run = client.get_run(outer.info.run_id)
+    assert run.data.metrics["inner"] == 1.0 and run.info.status == "FINISHED"
+    off = tiny_cfg(**{"tracking.enabled": False})
+    with open_run(off) as tracker:
+        assert tracker.run_id is None and not tracker.enabled
+    with open_run(off, run_name="forced", force=True) as tracker:
+        assert tracker.run_id is not None
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
 
 
 def test_training_run_params_metrics_tags_and_model_read_back(in_tmp, dataset):

@@ -16,7 +16,8 @@ from mslstm.config import load_config
 from mslstm.errors import CheckpointError, ConfigError
 from mslstm.training.checkpoint import load_checkpoint
 from mslstm.training.config import TrainConfig
-from mslstm.training.train import sampling_mask, sequence_loss, train
+from mslstm.training.recipe import sampling_mask, sequence_loss
+from mslstm.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -186,3 +187,54 @@ def test_python_m_mslstm_training_door(tiny_dataset, tmp_path):
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["steps"] == 2
+
+
+# ------------------------------------------------------------------------------------ recipe seams, one device rule
+def test_recipe_adds_weighted_aux_losses_and_uses_a_registered_sampling_schedule():
+    from mslstm.training.recipe import (
+        SAMPLING_SCHEDULES,
+        RecipeHints,
+        SamplingSchedule,
+        build_recipe,
+        register_sampling_schedule,
+    )
+
+    tcfg = TrainConfig(ss_decay_steps=10)
+    cpu = torch.device("cpu")
+    pred, target = torch.zeros(2, 3, 1, 2, 2), torch.ones(2, 3, 1, 2, 2)
+    plain = build_recipe(tcfg, cpu)
+    base, parts = plain.loss(pred, target)
+    assert base.item() == pytest.approx(4 * 2.0) and parts == {}          # l1l2: 4 pixels x (1 + 1) per frame
+    hinted = build_recipe(tcfg, cpu, RecipeHints(aux_loss_weights={"decouple": 0.5}))
+    total, parts = hinted.loss((pred, {"decouple": torch.tensor(2.0), "other": torch.tensor(3.0)}), target)
+    assert total.item() == pytest.approx(8.0 + 0.5 * 2.0 + 1.0 * 3.0) and parts == {"decouple": 2.0, "other": 3.0}
+    # the default schedule is train.ss_*; a named one replaces it without touching the loop
+    assert plain.teacher_forcing_prob(5) == tcfg.teacher_forcing_prob(5) == 0.5
+    if "test-reverse" not in SAMPLING_SCHEDULES:
+        register_sampling_schedule("test-reverse", SamplingSchedule(lambda t, step: min(1.0, step / 10)))
+    rev = build_recipe(tcfg, cpu, RecipeHints(sampling="test-reverse"))
+    assert rev.teacher_forcing_prob(5) == 0.5 and rev.teacher_forcing_prob(20) == 1.0
+    assert rev.mask(4, 20, 3, cpu).eq(1).all() and rev.mask(4, 0, 3, cpu).eq(0).all()
+    # a rank takes its rows of the global mask: the two halves of 2 ranks are the rows of one process
+    full = plain.mask(4, 3, 2, cpu)
+    assert torch.equal(torch.cat([plain.mask(2, 3, 2, cpu, rank=r, world_size=2) for r in (0, 1)]),
+                       full[[0, 2, 1, 3]])
+    with pytest.raises(ConfigError, match="not registered"):
+        build_recipe(tcfg, cpu, RecipeHints(sampling="nope"))
+
+
+def test_one_amp_policy_and_one_device_rule():
+    from mslstm.devices import resolve_device
+    from mslstm.training.recipe import amp_settings
+
+    cpu = torch.device("cpu")
+    assert amp_settings("auto", cpu) == (None, False) and amp_settings("bf16", cpu) == (torch.bfloat16, False)
+    with pytest.raises(ConfigError, match="train.amp"):
+        amp_settings("fp16", cpu)
+    assert resolve_device("cpu") == cpu
+    with pytest.raises(ConfigError, match=r"profile\.device: 'tpu'"):
+        resolve_device("tpu", key="profile.device")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto", local_rank=1) == cpu
+        with pytest.raises(ConfigError, match=r"train\.device: 'cuda' requested but no CUDA"):
+            resolve_device("cuda", key="train.device")

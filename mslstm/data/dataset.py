@@ -160,6 +160,38 @@ def read_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def check_dataset_matches(mcfg: Any, meta: Mapping[str, Any], data_dir: str | os.PathLike,
+                           splits: Sequence[str] = ("train", "val"), error: type[Exception] = DataError,
+                           model_from: str = "the model section") -> None:
+    """Check that the ``splits`` of a dataset (its ``meta.json``) fit the model config ``mcfg``.
+
+    A missing, malformed or empty split is a :class:`DataError`; sequences too short for
+    ``input_frames + output_frames`` or frames of another channel count / size raise ``error`` (training passes
+    ``ConfigError``: the model section is to change; evaluation keeps ``DataError``: the checkpoint is fixed).
+    Every message names the file.
+    """
+    data_dir = Path(data_dir)
+    want_t = mcfg.input_frames + mcfg.output_frames
+    for split in splits:
+        info = meta["splits"].get(split)
+        if info is None:
+            raise DataError(f"{data_dir / META_FILE}: no {split!r} split (have {sorted(meta['splits'])})")
+        path = data_dir / info.get("file", f"{split}.npy")
+        shape = list(info.get("shape", []))
+        if len(shape) != 5:
+            raise DataError(f"{path}: expected (N, T, C, H, W), meta.json says {shape}")
+        n, t, c, h, w = shape
+        if n < 1:
+            raise DataError(f"{path}: the split holds no sequences")
+        if t < want_t:
+            raise error(f"{path}: sequences have {t} frames but {model_from} needs model.input_frames + "
+                        f"model.output_frames = {want_t}; regenerate the data or lower the frame counts")
+        if c != mcfg.in_channels or [h, w] != list(mcfg.frame_size):
+            raise error(f"{path}: frames are {c}x{h}x{w} but {model_from} expects model.in_channels x "
+                        f"model.frame_size = {mcfg.in_channels}x{mcfg.frame_size[0]}x{mcfg.frame_size[1]}; "
+                        "use data of that shape or change the model")
+
+
 def load_npy(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     """``np.load`` a ``.npy`` memory-mapped, never unpickling; every failure is a one-line DataError naming it."""
     path = require_file(path, DataError)

@@ -66,6 +66,7 @@ def run_ablation(cfg: Any, data_dir: str | os.PathLike, out_dir: Optional[str | 
     """Train, evaluate and profile every model of ``cfg.ablation.models``; summarise them (see module doc)."""
     from mslstm.evaluation.evaluate import evaluate
     from mslstm.evaluation.profile import profile
+    from mslstm.training.checkpoint import find_checkpoint
     from mslstm.training.train import train
 
     out = Path(out_dir if out_dir is not None else cfg.ablation.out_dir)
@@ -78,10 +79,7 @@ def run_ablation(cfg: Any, data_dir: str | os.PathLike, out_dir: Optional[str | 
         t0 = time.perf_counter()
         tmetrics = train(mcfg, data_dir, d / "train")
         train_time = time.perf_counter() - t0
-        ckpt = d / "train" / "best.pt"
-        if not ckpt.is_file():
-            ckpt = d / "train" / "last.pt"
-        ev = evaluate(mcfg, ckpt, data_dir, d / "eval")
+        ev = evaluate(mcfg, find_checkpoint(d / "train"), data_dir, d / "eval")
         cost = profile(mcfg, d / "profile", run_info=d / "train")
         results.append({
             "model": name,

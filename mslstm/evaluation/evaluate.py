@@ -18,41 +18,17 @@ import csv
 import io
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from mslstm.errors import DataError
 from mslstm.evaluation.metric_sets import metric_set_for
 from mslstm.evaluation.metrics import MetricAccumulator
 from mslstm.io import atomic_open, write_json
+from mslstm.training.recipe import split_output
 
 log = logging.getLogger(__name__)
-
-
-def _check_data(ds: Any, mcfg: Any, data_dir: Path, split: str) -> None:
-    shape = tuple(ds.array.shape)  # (N, T, C, H, W)
-    _, t, c, h, w = shape
-    need_t = mcfg.input_frames + mcfg.output_frames
-    where = data_dir / f"{split}.npy"
-    if t < need_t:
-        raise DataError(f"{where}: sequences have {t} frames, the model needs input_frames + output_frames = {need_t}")
-    if c != mcfg.in_channels or (h, w) != tuple(mcfg.frame_size):
-        raise DataError(
-            f"{where}: frames are {c}x{h}x{w}, the checkpoint's model expects "
-            f"{mcfg.in_channels}x{mcfg.frame_size[0]}x{mcfg.frame_size[1]}"
-        )
-    if shape[0] == 0:
-        raise DataError(f"{where}: the split holds no sequences")
-
-
-def _device(cfg: Any) -> torch.device:
-    want = getattr(getattr(cfg, "train", None), "device", "auto")
-    if want == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 @torch.no_grad()
@@ -76,7 +52,7 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         batch = ds.get_batch(idx)[:, : t_in + t_out].to(device)  # (B, T, C, H, W)
-        out = net(batch, mask=None)                               # (B, T-1, C, H, W): pure rollout
+        out = split_output(net(batch, mask=None))[0]              # (B, T-1, C, H, W): pure rollout
         if frames == "future":
             pred, target = out[:, t_in - 1:], batch[:, t_in:]
         else:
@@ -123,17 +99,18 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     "run_id": ..., "files": [...]}``.
     """
     from mslstm.config import to_dict
-    from mslstm.data.dataset import VideoDataset
+    from mslstm.data.dataset import VideoDataset, check_dataset_matches
+    from mslstm.devices import resolve_device
     from mslstm.evaluation import visuals
     from mslstm.training.checkpoint import load_model
 
     ecfg = cfg.evaluate
     checkpoint, data_dir, out_dir = Path(checkpoint), Path(data_dir), Path(out_dir)
-    device = _device(cfg)
+    device = resolve_device(cfg.train.device, key="train.device")
     net, payload = load_model(checkpoint, map_location=device)
     mcfg = net.config
     ds = VideoDataset(data_dir, ecfg.split)
-    _check_data(ds, mcfg, data_dir, ecfg.split)
+    check_dataset_matches(mcfg, ds.meta, data_dir, (ecfg.split,), model_from="the checkpoint's model")
     n = len(ds) if ecfg.max_sequences == 0 else min(len(ds), ecfg.max_sequences)
     mset = metric_set_for(ecfg.metric_set, str(ds.meta.get("source") or cfg.data.source))
     log.info("evaluating %s (%s) on %d %s sequences, frames=%s, metric set %s", checkpoint, mcfg.name, n,
@@ -166,25 +143,17 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     for i, (x, y, p) in enumerate(examples):
         files += mset.pictures(out_dir, i, x, y, p, f"{mcfg.name} {ecfg.split} sequence {i}")
 
-    from mslstm.evaluation.tracking import find_run_info, mlflow_run
+    from mslstm.tracking import find_run_info, open_run
 
     run_info = None if run_id else find_run_info(checkpoint.parent)
-    with mlflow_run(cfg, run_id=run_id, run_info=run_info, run_name=f"evaluate-{mcfg.name}") as active:
-        if active is not None:
-            import mlflow
-
-            split = ecfg.split
-            from mlflow.entities import Metric
-
-            now = int(time.time() * 1000)
-            series = [Metric(f"{split}_{m}_frame", float(v), now, int(k))
-                      for m in per_frame for k, v in zip(numbers, per_frame[m])]
-            series += [Metric(f"{split}_{k}", float(v), now, 0) for k, v in averaged.items()]
-            mlflow.MlflowClient().log_batch(active, metrics=series)
-            mlflow.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n),
-                             "eval.metric_set": mset.name})
-            mlflow.log_artifacts(str(out_dir), artifact_path="eval")
+    with open_run(cfg, run_id=run_id, run_info=run_info, run_name=f"evaluate-{mcfg.name}") as tracker:
+        split = ecfg.split
+        series = [(f"{split}_{m}_frame", v, k) for m in per_frame for k, v in zip(numbers, per_frame[m])]
+        tracker.log_metric_series(series + [(f"{split}_{k}", v, 0) for k, v in averaged.items()])
+        tracker.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n),
+                          "eval.metric_set": mset.name})
+        tracker.log_artifacts(out_dir, artifact_path="eval")
     log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f (blank-frame mse %.3f, copy-last mse %.3f)", mcfg.name,
              averaged["mse"], averaged["mae"], averaged["ssim"], averaged["psnr"], averaged["baseline_blank_mse"],
              averaged["baseline_copy_last_mse"])
-    return {**info, "run_id": active, "files": [str(f) for f in files]}
+    return {**info, "run_id": tracker.run_id, "files": [str(f) for f in files]}

@@ -14,8 +14,9 @@ Measured (the model of ``cfg.model``, random weights, random frames of the confi
   On CPU: the same quantity rebuilt from PyTorch's own records: the bytes of weights + gradients + optimizer state
   (counted from the tensors) plus the peak of live allocations during the step over its start, from
   ``torch.profiler`` (``profile_memory=True``). ``memory_measure`` says which one was used.
-- ``step_time_s``: median wall time of a training step (forward, l1+l2 loss, backward, grad clip, optimizer step)
-  at ``profile.batch_size`` after ``profile.warmup`` steps, over ``profile.repeats`` steps;
+- ``step_time_s``: median wall time of a training step as the trainer does it (``mslstm.training.recipe``: forward
+  under the ``train.amp`` policy, the ``train.loss`` loss, backward, grad clip, ``train.optimizer`` step) at
+  ``profile.batch_size`` after ``profile.warmup`` steps, over ``profile.repeats`` steps;
   ``predict_time_s``: median time of ``net.predict`` (output_frames frames) per sequence at the same batch size;
   throughputs in sequences per second.
 - ``estimate``: training device-hours = steps x step time x (train batch / profile batch), and its price from
@@ -38,17 +39,6 @@ from mslstm.io import write_json, write_text
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from mslstm.errors import ConfigError
-
-        raise ConfigError(f"profile.device: {name!r} asked for but CUDA is not available; use auto or cpu")
-    return torch.device(name)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -68,15 +58,21 @@ def median_time(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.
     return float(statistics.median(times))
 
 
-def count_train_flops(net: torch.nn.Module, frames: torch.Tensor, mask: Optional[torch.Tensor] = None) -> int:
-    """FLOPs of forward + loss + backward of ``net(frames, mask)`` (FlopCounterMode; gradients are zeroed after)."""
+def count_train_flops(net: torch.nn.Module, frames: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                      loss: str = "l1l2") -> int:
+    """FLOPs of forward + loss (``train.loss``) + backward of ``net(frames, mask)`` (FlopCounterMode; gradients are
+    zeroed after)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from mslstm.training.recipe import LOSSES, split_output
 
     counter = FlopCounterMode(display=False)
     with counter:
-        out = net(frames, mask)
-        loss = _loss(out, frames[:, 1:])
-        loss.backward()
+        pred, aux = split_output(net(frames, mask))
+        total = LOSSES[loss](pred, frames[:, 1:])
+        for value in aux.values():
+            total = total + value
+        total.backward()
     net.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
 
@@ -86,11 +82,6 @@ def count_forward_flops(net: torch.nn.Module, frames: torch.Tensor) -> int:
     from model.flops import count_flops
 
     return count_flops(net, frames)
-
-
-def _loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    diff = out.float() - target.float()
-    return (diff.pow(2) + diff.abs()).sum(dim=(2, 3, 4)).mean()
 
 
 def _tensor_bytes(tensors) -> int:
@@ -118,17 +109,6 @@ def cpu_step_peak_bytes(step: Callable[[], Any]) -> int:
     return max([0, *itertools.accumulate(deltas)])
 
 
-def _amp_dtype(cfg: Any, device: torch.device) -> Optional[torch.dtype]:
-    amp = getattr(getattr(cfg, "train", None), "amp", "off")
-    if device.type != "cuda" or amp == "off":
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
-
-
 def training_steps(cfg: Any) -> tuple[int, str]:
     """Steps the cost estimate is for, and where the number came from."""
     pcfg, tcfg, dcfg = cfg.profile, getattr(cfg, "train", None), getattr(cfg, "data", None)
@@ -150,8 +130,11 @@ def measure(cfg: Any) -> dict[str, Any]:
     """All cost figures of ``cfg.model`` on ``cfg.profile.device`` (no files, no MLflow)."""
     from model import build_model
 
+    from mslstm.devices import resolve_device
+    from mslstm.training.recipe import build_optimizer, build_recipe, optimizer_step
+
     pcfg, mcfg = cfg.profile, cfg.model
-    device = resolve_device(pcfg.device)
+    device = resolve_device(pcfg.device, key="profile.device")
     torch.manual_seed(0)
     net = build_model(mcfg).to(device)
     params = int(sum(p.numel() for p in net.parameters() if p.requires_grad))
@@ -165,24 +148,19 @@ def measure(cfg: Any) -> dict[str, Any]:
     net.train()
     one = frames[:1]
     flops_fwd = count_forward_flops(net, one)
-    flops_train = count_train_flops(net, one, None if mask is None else mask[:1])
+    flops_train = count_train_flops(net, one, None if mask is None else mask[:1], cfg.train.loss)
 
-    tcfg = getattr(cfg, "train", None)
-    lr = float(getattr(tcfg, "lr", 3e-4))
-    opt_cls = torch.optim.AdamW if getattr(tcfg, "optimizer", "adam") == "adamw" else torch.optim.Adam
-    opt = opt_cls(net.parameters(), lr=lr)
-    clip = float(getattr(tcfg, "grad_clip", 0.0) or 0.0)
-    amp = _amp_dtype(cfg, device)
+    tcfg = cfg.train
+    recipe = build_recipe(tcfg, device)  # the trainer's method: loss, AMP policy, optimizer, clipping
+    amp = recipe.amp_dtype
+    opt = build_optimizer(net.parameters(), tcfg, float(tcfg.lr))
+    scaler = recipe.grad_scaler(device)
 
     def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        with recipe.autocast(device):
             out = net(frames, mask)
-            loss = _loss(out, frames[:, 1:])
-        loss.backward()
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        opt.step()
+        loss, _ = recipe.loss(out, frames[:, 1:])
+        optimizer_step(loss, opt, scaler, net.parameters(), recipe.grad_clip)
 
     step_time = median_time(train_step, pcfg.warmup, pcfg.repeats, device)
     # gradients and optimizer moments exist now (repeats >= 1): the memory step below is a steady-state step
@@ -300,17 +278,14 @@ def profile(cfg: Any, out_dir: str | os.PathLike, run_id: Optional[str] = None,
     r = measure(cfg)
     write_json(out_dir / "cost.json", r)
     write_text(out_dir / "cost.md", f"# Cost profile: {r['model']}\n\n" + cost_markdown(r))
-    from mslstm.evaluation.tracking import find_run_info, mlflow_run
+    from mslstm.tracking import find_run_info, open_run
 
     info = None if run_id else find_run_info(run_info)
-    with mlflow_run(cfg, run_id=run_id, run_info=info, run_name=f"profile-{r['model']}") as active:
-        if active is not None:
-            import mlflow
-
-            mlflow.log_metrics(flat_metrics(r))
-            mlflow.set_tags({"cost.device": r["device"], "cost.memory_measure": r["memory_measure"][:250]})
-            mlflow.log_artifact(str(out_dir / "cost.json"), artifact_path="profile")
-            mlflow.log_artifact(str(out_dir / "cost.md"), artifact_path="profile")
+    with open_run(cfg, run_id=run_id, run_info=info, run_name=f"profile-{r['model']}") as tracker:
+        tracker.log_metrics(flat_metrics(r), synchronous=True)
+        tracker.set_tags({"cost.device": r["device"], "cost.memory_measure": r["memory_measure"][:250]})
+        tracker.log_artifact(out_dir / "cost.json", artifact_path="profile")
+        tracker.log_artifact(out_dir / "cost.md", artifact_path="profile")
     log.info("%s on %s: %s params, %.3g FLOPs fwd, %.1f MiB, %.1f ms/step", r["model"], r["device"], r["params"],
              r["flops_forward"], r["peak_memory_bytes"] / 2**20, r["step_time_s"] * 1000)
-    return {**r, "run_id": active}
+    return {**r, "run_id": tracker.run_id}

@@ -43,13 +43,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def find_checkpoint(train_dir: Path) -> Path:
-    for name in ("best.pt", "last.pt"):
-        if (train_dir / name).is_file():
-            return train_dir / name
-    raise RegistryError(f"{train_dir}: no best.pt or last.pt to register")
-
-
 def champion_metric(client: Any, name: str, alias: str, metric: str) -> tuple[Optional[Any], Optional[float]]:
     """(model version behind ``name@alias`` or None, its ``test_<metric>`` or None)."""
     from mlflow.exceptions import MlflowException
@@ -106,8 +99,8 @@ def register(cfg: Any, train_dir: str | os.PathLike, eval_dir: str | os.PathLike
     import mlflow
 
     from mslstm.evaluation.pyfunc import log_pyfunc_model
-    from mslstm.evaluation.tracking import find_run_info, mlflow_run
-    from mslstm.training.checkpoint import load_model
+    from mslstm.tracking import connect, find_run_info, open_run
+    from mslstm.training.checkpoint import find_checkpoint, load_model
 
     rc = cfg.register
     train_dir, eval_dir, profile_dir, out_dir = map(Path, (train_dir, eval_dir, profile_dir, out_dir))
@@ -120,12 +113,8 @@ def register(cfg: Any, train_dir: str | os.PathLike, eval_dir: str | os.PathLike
         log.warning("%s profiles model %r but the checkpoint is %r", profile_dir / "cost.json", cost["model"],
                     mcfg.name)
 
-    from mslstm.training.tracking import resolve_tracking_uri
-
     run_info = find_run_info(train_dir)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_info or {}).get("tracking_uri") or resolve_tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
+    uri, client = connect(cfg, run_info)
     champ, champ_value = champion_metric(client, rc.model_name, rc.alias, rc.metric)
     promoted, reasons = gate(cfg, metrics, cost, champ_value)
     compared = {
@@ -152,10 +141,9 @@ def register(cfg: Any, train_dir: str | os.PathLike, eval_dir: str | os.PathLike
     }
     if alias is not None:
         try:
-            with mlflow_run(cfg, run_info=run_info, run_name=f"register-{mcfg.name}",
-                            force=True) as run_id:
+            with open_run(cfg, run_info=run_info, run_name=f"register-{mcfg.name}", force=True) as tracker:
                 info = log_pyfunc_model(checkpoint, mcfg)
-                decision["run_id"] = run_id
+                decision["run_id"] = tracker.run_id
             mv = mlflow.register_model(info.model_uri, rc.model_name)
             version = str(mv.version)
             tags = {f"test_{k}": str(v) for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -10,6 +10,7 @@ A checkpoint is one ``torch.save`` file holding a plain dict (the *payload*)::
     epoch, step     training position (``step`` = optimizer steps done; see ``mslstm.training.train``)
     rng             ``capture_rng_state()``: python / numpy / torch / cuda generator states
     metrics         dict of floats
+    train_state     position in the epoch, early-stopping state, history (see ``mslstm.training.checkpointer``)
 
 Writing is atomic (temporary file + rename: a crash never leaves a half-written checkpoint and never destroys the
 previous one). Reading always uses ``torch.load(weights_only=True)``: a file with pickled code in it is refused,
@@ -38,6 +39,7 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_config", "model")
 # ModelConfig keys that change the memory layout only, not the weights: ignored when configs are compared.
 LAYOUT_ONLY_KEYS = frozenset({"channels_last"})
+CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what find_checkpoint looks for, in order
 
 
 def unwrap_model(module: nn.Module) -> nn.Module:
@@ -49,6 +51,19 @@ def unwrap_model(module: nn.Module) -> nn.Module:
             module = module._orig_mod
         else:
             return module
+
+
+def find_checkpoint(folder: str | os.PathLike) -> Path:
+    """The checkpoint a training output folder holds: ``best.pt``, else ``last.pt``.
+
+    Raises:
+        CheckpointError: neither file is there (names the folder).
+    """
+    d = Path(folder)
+    for name in CHECKPOINT_NAMES:
+        if (d / name).is_file():
+            return d / name
+    raise CheckpointError(f"{d}: no {' or '.join(CHECKPOINT_NAMES)} in this folder; train into it first")
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:

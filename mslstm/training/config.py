@@ -1,4 +1,5 @@
-"""Config sections of the train step (``train:``) and of MLflow tracking (``tracking:``).
+"""Config section of the train step (``train:``); the ``tracking:`` section is :class:`mslstm.tracking.TrackingConfig`
+(re-exported here for ``mslstm.config``).
 
 Defaults are the small CPU embedded default; ``params.yaml`` and ``configs/paper.yaml`` tune them.
 ``validate()`` raises ``ValueError("key: reason and fix")``; ``mslstm.config`` turns it into a ``ConfigError``.
@@ -8,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Literal, Optional
+
+from mslstm.tracking import TrackingConfig  # noqa: F401 - the tracking section, owned by mslstm.tracking
 
 
 @dataclass
@@ -136,49 +139,8 @@ class TrainConfig:
         return self.lr
 
     def teacher_forcing_prob(self, step: int) -> float:
-        """Scheduled-sampling probability of feeding ground truth at optimizer step ``step``."""
-        if not self.scheduled_sampling:
-            return 0.0
-        if self.ss_decay_steps == 0:
-            return self.ss_end
-        frac = min(1.0, step / self.ss_decay_steps)
-        return self.ss_start + (self.ss_end - self.ss_start) * frac
+        """Scheduled-sampling probability of feeding ground truth at optimizer step ``step`` (the ``linear``
+        schedule of :mod:`mslstm.training.recipe`)."""
+        from mslstm.training.recipe import linear_teacher_forcing
 
-
-@dataclass
-class TrackingConfig:
-    """MLflow tracking.
-
-    Attributes:
-        uri: tracking URI; env ``MLFLOW_TRACKING_URI`` wins over it. Default: SQLite file in the working dir.
-        experiment: MLflow experiment name.
-        run_name: run name (null: MLflow picks one).
-        enabled: track at all (false: no MLflow calls, no run.json).
-        log_every_steps: log training loss/lr/throughput every N steps (epoch metrics always).
-        system_metrics: log CPU/GPU/memory usage (MLflow system metrics, needs psutil).
-        system_metrics_interval: seconds between system-metrics samples.
-        log_model: log the best model with ``mlflow.pytorch.log_model`` (signature + input example).
-        model_format: ``pt2`` (torch.export, safe to load) or ``pickle``; pt2 falls back to pickle when export fails.
-        log_checkpoint: upload ``best.pt`` as a run artifact.
-    """
-
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "mslstm"
-    run_name: Optional[str] = None
-    enabled: bool = True
-    log_every_steps: int = 10
-    system_metrics: bool = True
-    system_metrics_interval: float = 10.0
-    log_model: bool = True
-    model_format: Literal["pt2", "pickle"] = "pt2"
-    log_checkpoint: bool = True
-
-    def validate(self) -> None:
-        if not self.uri:
-            raise ValueError("uri: must not be empty; e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
-        if not self.experiment:
-            raise ValueError("experiment: must not be empty")
-        if self.log_every_steps < 1:
-            raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
-        if self.system_metrics_interval <= 0:
-            raise ValueError(f"system_metrics_interval: must be > 0 seconds (got {self.system_metrics_interval})")
+        return linear_teacher_forcing(self, step)
