@@ -112,7 +112,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     ds = VideoDataset(data_dir, ecfg.split)
     check_dataset_matches(mcfg, ds.meta, data_dir, (ecfg.split,), model_from="the checkpoint's model")
     n = len(ds) if ecfg.max_sequences == 0 else min(len(ds), ecfg.max_sequences)
-    mset = metric_set_for(ecfg.metric_set, str(ds.meta.get("source") or cfg.data.source))
+    mset = metric_set_for(ecfg.metric_set, str(ds.meta.get("source", "")))  # meta.json: "dwd:RYDL.hdf5"
     log.info("evaluating %s (%s) on %d %s sequences, frames=%s, metric set %s", checkpoint, mcfg.name, n,
              ecfg.split, ecfg.frames, mset.name)
     averaged, per_frame, numbers, examples = score(net, ds, ecfg.frames, ecfg.batch_size, n, device,

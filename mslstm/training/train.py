@@ -136,7 +136,7 @@ class Trainer:
         self.total_steps = tcfg.epochs * self.steps_per_epoch
         if tcfg.max_steps:
             self.total_steps = min(self.total_steps, tcfg.max_steps)
-        self.recipe = build_recipe(tcfg, device)
+        self.recipe = build_recipe(tcfg, device, total_steps=self.total_steps)
         self.state = TrainState(net, opt, build_scheduler(opt, tcfg, self.lr, self.total_steps),
                                 self.recipe.grad_scaler(device))
         ckpointer.header = {"model_config": to_dict(mcfg), "config": cfg.to_dict(), "world_size": dinfo.world_size,
