@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from test_evaluate_common import mlflow_env  # noqa: F401
+
 from mslstm.evaluation.metric_sets import get_metric_set, metric_set_for, metric_set_names
 from mslstm.evaluation.metrics import (
     BALANCING_WEIGHTS, RAIN_THRESHOLDS, PrecipAccumulator, balancing_weights, contingency_counts, pixel_to_rain,
@@ -119,3 +121,38 @@ def test_evaluate_config_refuses_unknown_metric_set():
 
     with pytest.raises(ConfigError, match="metric_set"):
         load_config(None, ["evaluate.metric_set=nope"])
+
+
+def test_evaluate_on_radar_data_writes_the_precipitation_metrics(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
+    """A dataset whose meta.json says it is DWD radar is scored with the precipitation set (evaluate.metric_set:
+    auto): metrics.json and per_frame.csv carry POD/FAR/CSI/HSS per threshold and B-MSE/B-MAE, MLflow has them,
+    and the contingency maps are drawn."""
+    import csv
+    import json
+
+    import mlflow
+    from test_evaluate_common import make_checkpoint, tiny_config
+
+    from mslstm.evaluation.evaluate import evaluate
+
+    meta_path = tiny_dataset / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["source"] = "dwd:RYDL.hdf5"
+    meta_path.write_text(json.dumps(meta))
+    cfg = tiny_config()
+    res = evaluate(cfg, make_checkpoint(tmp_path / "train" / "best.pt", cfg), tiny_dataset, tmp_path / "eval")
+    out = tmp_path / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in precip_metric_names() + ["mse", "ssim", "psnr"]:
+        assert name in metrics and np.isfinite(metrics[name]), name
+    assert 0.0 <= metrics["csi_0.5"] <= 1.0 and metrics["b_mse"] >= metrics["mse"]   # weights are >= 1
+    header = next(csv.reader((out / "per_frame.csv").open()))
+    assert {"csi_30", "hss_2", "b_mae", "mse"} <= set(header)
+    assert (out / "contingency_0.png").is_file() and not (out / "contingency_1.png").exists()
+    assert (out / "per_frame_csi_30.png").is_file()
+    assert res["metric_set"] == "precipitation"
+    run = mlflow.get_run(res["run_id"])
+    assert run.data.metrics["test_pod_0.5"] == pytest.approx(metrics["pod_0.5"])
+    assert run.data.tags["eval.metric_set"] == "precipitation"
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(res["run_id"], "eval")}
+    assert "eval/contingency_0.png" in arts
