@@ -73,7 +73,9 @@ def test_metric_set_pictures_write_png_and_gif(tmp_path, name, channels, extra):
     gif = iio.imread(tmp_path / "example_0.gif", index=0)
     assert gif.shape[:2] == (H, 2 * W + PAD)   # truth beside prediction
     png = iio.imread(tmp_path / "example_0.png")
-    assert png.shape[1] >= 400  # drawn at >= 4 inches at 100 dpi
+    grid = {"video": lambda: visuals.strip_image(x, y, p), "flow": lambda: visuals.flow_image(x, y, p)[0],
+            "precipitation": lambda: visuals.rain_image(x, y, p)}[name]()
+    assert png.shape[0] > grid.shape[0] and png.shape[1] > grid.shape[1]   # every grid pixel drawn, plus labels
     if name == "precipitation":
         # the contingency figure holds the hit colour (legend) and the one-per-threshold rows
         cont = iio.imread(tmp_path / "contingency_0.png")[..., :3].astype(int)

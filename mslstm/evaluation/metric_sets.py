@@ -163,7 +163,7 @@ def _precip_pictures(out_dir: str | os.PathLike, i: int, x: Any, y: Any, p: Any,
     if i == 0:
         files.append(visuals.save_contingency_maps(
             out_dir / f"contingency_{i}.png", y, p, RAIN_THRESHOLDS,
-            f"{title}: hits / misses / false alarms per threshold and predicted frame"))
+            f"{title}: contingency per threshold and frame"))
     return files
 
 

@@ -21,14 +21,16 @@ from mslstm.io import atomic_path
 PAD = 2  # pixels between frames
 
 
-def _save_png(fig, path: str | os.PathLike) -> Path:
-    """Lay out, write ``fig`` as a PNG atomically, close it."""
+def _save_png(fig, path: str | os.PathLike, tight: bool = False) -> Path:
+    """Lay out, write ``fig`` as a PNG atomically, close it; ``tight``: crop to what is drawn (labels, legend and
+    colour bar included)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if not tight:
+        fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, **({"bbox_inches": "tight", "pad_inches": 0.1} if tight else {}))
     plt.close(fig)
     return path
 
@@ -112,7 +114,7 @@ def _labelled_png(path: str | os.PathLike, img: np.ndarray, labels: Sequence[str
         bar = fig.colorbar(mappable, ax=ax, fraction=0.03, pad=0.02, ticks=ticks)
         bar.set_label(label, fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    return _save_png(fig, path)
+    return _save_png(fig, path, tight=True)
 
 
 def save_strip(path: str | os.PathLike, inputs, target, pred, title: str = "") -> Path:
