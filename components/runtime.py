@@ -10,7 +10,10 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from mslstm.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def run_overrides(**values: Any) -> dict[str, Any]:
     return out
 
 
-def load_config_json(config_json: str, overrides: Mapping[str, Any] | None = None):
+def load_config_json(config_json: str, overrides: Mapping[str, Any] | None = None) -> Config:
     """The config that travels as a pipeline parameter (JSON of ``Config.to_dict()``), validated, overridden."""
     from mslstm.config import config_from_dict
     from mslstm.errors import ConfigError
@@ -55,7 +58,7 @@ def load_config_json(config_json: str, overrides: Mapping[str, Any] | None = Non
 
 def numeric_items(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Flatten a (nested) dict to the finite numbers in it: ``{"a": {"b": 1}} -> {"a.b": 1.0}``."""
-    from mslstm.config import flatten
+    from mslstm.configtools import flatten
 
     return {
         k: float(v) for k, v in flatten(d, prefix).items()
@@ -99,7 +102,7 @@ def run_id_in(model_dir: str | os.PathLike) -> str | None:
     return read_json(Path(model_dir) / "run.json").get("run_id") or None
 
 
-def write_params(cfg: Any, path: str | os.PathLike) -> Path:
+def write_params(cfg: Config, path: str | os.PathLike) -> Path:
     """Write a Config as a params file (for torchrun sub-processes)."""
     from mslstm.io import write_json
 

@@ -158,8 +158,8 @@ def train_trainjob(
     import uuid
 
     from components.runtime import load_config_json, log_metrics, read_json, run_overrides
-    from pipelines.remote import download_dir
-    from pipelines.trainjob import build_trainjob, run_trainjob
+    from components.trainjob import build_trainjob, run_trainjob
+    from mslstm.data.s3 import download_dir
 
     cfg = load_config_json(config, run_overrides(model_name=model_name, epochs=epochs, batch_size=batch_size, lr=lr))
     p = cfg.pipeline
@@ -269,7 +269,7 @@ def register(
     model_name: str = "",
 ) -> str:
     """Register the model in the MLflow Model Registry behind the promotion gate
-    (``mslstm.evaluation.registry.register``).
+    (``mslstm.release.registry.register``).
 
     Args:
         config: the validated config as JSON.
@@ -286,7 +286,7 @@ def register(
     import os
 
     from components.runtime import load_config_json, read_json, run_overrides
-    from mslstm.evaluation.registry import register as register_step
+    from mslstm.release.registry import register as register_step
 
     cfg = load_config_json(config, run_overrides(model_name=model_name))
     register_step(cfg, model.path, evaluation.path, profile_dir.path, decision.path)

@@ -71,9 +71,9 @@ class TrackingConfig:
     run_name: Optional[str] = None
     enabled: bool = True
     log_every_steps: int = 10
-    system_metrics: bool = True
+    system_metrics: bool = False
     system_metrics_interval: float = 10.0
-    log_model: bool = True
+    log_model: bool = False
     model_format: Literal["pt2", "pickle"] = "pt2"
     log_checkpoint: bool = True
 

@@ -12,12 +12,13 @@ from kfp import dsl
 from kfp import kubernetes
 
 from components.steps import build_components
+from mslstm.config import Config
 
 MLFLOW_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 
 
-def _secrets(task: dsl.PipelineTask, cfg: Any) -> dsl.PipelineTask:
+def _secrets(task: dsl.PipelineTask, cfg: Config) -> dsl.PipelineTask:
     """Expose the MLflow and S3 secrets as env (values never enter the pipeline YAML, only the secret names)."""
     p = cfg.pipeline
     kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret, secret_key_to_env={k: k for k in MLFLOW_KEYS}, optional=True)
@@ -25,12 +26,12 @@ def _secrets(task: dsl.PipelineTask, cfg: Any) -> dsl.PipelineTask:
     return task
 
 
-def _light(task: dsl.PipelineTask, cfg: Any) -> dsl.PipelineTask:
+def _light(task: dsl.PipelineTask, cfg: Config) -> dsl.PipelineTask:
     task.set_cpu_request(cfg.pipeline.cpu_request).set_memory_request(cfg.pipeline.memory_request)
     return _secrets(task, cfg)
 
 
-def _heavy(task: dsl.PipelineTask, cfg: Any, gpus: Any) -> dsl.PipelineTask:
+def _heavy(task: dsl.PipelineTask, cfg: Config, gpus: Any) -> dsl.PipelineTask:
     p = cfg.pipeline
     task.set_cpu_request(p.train_cpu_request).set_memory_request(p.train_memory_request)
     task.set_accelerator_type(p.accelerator).set_accelerator_limit(gpus)
@@ -42,7 +43,7 @@ def _no_cache(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-def _data_tasks(c: Any, cfg: Any, config: Any) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+def _data_tasks(c: Any, cfg: Config, config: Any) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     data_task = _light(c.data(config=config), cfg).set_caching_options(cfg.pipeline.cache_data)
     data_task.set_display_name("data")
     val_task = _light(c.validate(config=config, dataset=data_task.outputs["dataset"]), cfg)
@@ -66,7 +67,7 @@ def _after_train(c, cfg, config, data_task, train_task, profile_task, model_name
         _no_cache(rg).set_display_name("register")
 
 
-def build_training_pipeline(cfg: Any) -> Callable:
+def build_training_pipeline(cfg: Config) -> Callable:
     """The training pipeline for ``cfg`` (parameter defaults and image from it).
 
     Args:
@@ -83,9 +84,9 @@ def build_training_pipeline(cfg: Any) -> Callable:
     def mslstm_training(
         config: str = default_config,
         model_name: str = cfg.model.name,
-        epochs: int = int(getattr(cfg.train, "epochs", 0)),
-        batch_size: int = int(getattr(cfg.train, "batch_size", 0)),
-        lr: float = float(getattr(cfg.train, "lr", 0.0)),
+        epochs: int = cfg.train.epochs,
+        batch_size: int = cfg.train.batch_size,
+        lr: float = cfg.train.lr,
         gpus: int = p.gpus,
         nodes: int = p.nodes,
         register: bool = p.register,
@@ -128,7 +129,7 @@ def build_training_pipeline(cfg: Any) -> Callable:
     return mslstm_training
 
 
-def build_ablation_pipeline(cfg: Any) -> Callable:
+def build_ablation_pipeline(cfg: Config) -> Callable:
     """The ablation pipeline: one train + evaluate per model (``dsl.ParallelFor``), then the comparison.
 
     Args:
@@ -148,9 +149,9 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
     def mslstm_ablation(
         config: str = default_config,
         models: List[str] = list(cfg.ablation.models),
-        epochs: int = int(getattr(acfg.train, "epochs", 0)),
-        batch_size: int = int(getattr(acfg.train, "batch_size", 0)),
-        lr: float = float(getattr(acfg.train, "lr", 0.0)),
+        epochs: int = acfg.train.epochs,
+        batch_size: int = acfg.train.batch_size,
+        lr: float = acfg.train.lr,
         gpus: int = min(p.gpus, 1),
     ) -> None:
         """Train and evaluate each model of the family, then tabulate and chart them side by side.
@@ -186,7 +187,7 @@ def build_ablation_pipeline(cfg: Any) -> Callable:
     return mslstm_ablation
 
 
-def build_pipeline(cfg: Any, ablation: bool | None = None) -> Callable:
+def build_pipeline(cfg: Config, ablation: bool | None = None) -> Callable:
     """The training pipeline, or the ablation one when ``ablation`` (default: ``cfg.pipeline.ablation``)."""
     use_ablation = cfg.pipeline.ablation if ablation is None else ablation
     return build_ablation_pipeline(cfg) if use_ablation else build_training_pipeline(cfg)

@@ -41,6 +41,41 @@ def test_embedded_default_is_small_and_paper_is_large():
     assert paper.pipeline.gpus >= 1
 
 
+def test_params_yaml_is_the_dataclass_defaults_key_for_key():
+    """One source of truth: params.yaml writes out every key of every section, with the values of ``Config()``."""
+    import yaml
+
+    from mslstm.config import SECTIONS as CONFIG_SECTIONS
+    from mslstm.config import Config
+
+    tree = yaml.safe_load(PARAMS.read_text())
+    defaults = Config().to_dict()
+    assert tuple(CONFIG_SECTIONS) == SECTIONS == tuple(tree)
+    for section in SECTIONS:
+        assert set(tree[section]) == set(defaults[section]), (
+            f"params.yaml {section}: missing {sorted(set(defaults[section]) - set(tree[section]))}, "
+            f"extra {sorted(set(tree[section]) - set(defaults[section]))}")
+    assert load_config(PARAMS).to_dict() == defaults == load_config(None).to_dict()
+
+
+def test_config_sections_are_typed_with_their_classes():
+    from typing import get_type_hints
+
+    from model.config import ModelConfig
+    from mslstm.config import Config, embedded_model
+    from mslstm.pipeline_config import PipelineConfig
+    from mslstm.training.config import TrainConfig
+
+    hints = get_type_hints(Config)
+    assert hints["model"] is ModelConfig and hints["train"] is TrainConfig and hints["pipeline"] is PipelineConfig
+    cfg = load_config(PARAMS)
+    assert isinstance(cfg.pipeline, PipelineConfig) and isinstance(cfg.model, ModelConfig)
+    # the model library's own default is the paper's network; the embedded default a small variant of it
+    assert ModelConfig().hidden == 64 and embedded_model() == cfg.model
+    # a partial model section starts from the embedded default, not the paper's
+    assert config_from_dict({"model": {"hidden": 8}}).model.layers == embedded_model().layers
+
+
 # ---------------------------------------------------------------------------------------------- the loader
 def test_unknown_key_names_it_and_lists_known_ones(tmp_path):
     p = tmp_path / "params.yaml"

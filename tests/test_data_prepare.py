@@ -19,7 +19,9 @@ from mslstm.data.raw import dvc_hash, ensure_raw_data
 from mslstm.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = ["data.input_frames=3", "data.output_frames=3", "model.input_frames=3", "model.output_frames=3"]
+# The paper's network (patch 1, pyramid up to x4): the size factor 4 that the messages below name.
+FRAMES = ["data.input_frames=3", "data.output_frames=3", "model.input_frames=3", "model.output_frames=3",
+          "model.patch_size=1", "model.layers=6", "model.scales=[1, 2, 4, 4, 2, 1]"]
 SMALL = FRAMES + ["data.canvas_size=32", "data.digit_size=14", "data.speed_range=[1.0,3.0]",
                   "data.train_sequences=12", "data.val_sequences=4", "data.test_sequences=4"]
 

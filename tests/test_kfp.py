@@ -25,7 +25,7 @@ def cfg():
 
 
 def _compile(cfg, tmp_path, ablation):
-    from mslstm.commands.pipeline import compile_pipeline
+    from pipelines.runner import compile_pipeline
 
     out = compile_pipeline(cfg, tmp_path / ("ablation.yaml" if ablation else "training.yaml"), ablation)
     docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
@@ -37,7 +37,7 @@ def _executors(spec):
 
 
 def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
-    from mslstm.commands.pipeline import validate_package
+    from pipelines.runner import validate_package
 
     out, spec, platform = _compile(cfg, tmp_path, False)
     pb = validate_package(out)
@@ -103,7 +103,7 @@ def test_secrets_come_from_kubernetes_never_from_the_yaml(cfg, tmp_path, monkeyp
 
 
 def test_ablation_pipeline_parallelfor_and_collected(cfg, tmp_path):
-    from mslstm.commands.pipeline import validate_package
+    from pipelines.runner import validate_package
 
     out, spec, _ = _compile(cfg, tmp_path, True)
     validate_package(out)
@@ -133,7 +133,7 @@ def test_compile_command_writes_validated_yaml(tmp_path, capsys):
 
 
 def test_validate_package_refuses_garbage(tmp_path):
-    from mslstm.commands.pipeline import validate_package
+    from pipelines.runner import validate_package
     from mslstm.errors import ConfigError
 
     bad = tmp_path / "bad.yaml"

@@ -375,4 +375,6 @@ def test_config_loader_turns_errors_into_config_error():
     cfg = load_config(None, ["model.scales=[1, 2, 2, 1]", "model.layers=4", "model.frame_size=[32, 48]"])
     assert cfg.model.scales == (1, 2, 2, 1) and cfg.model.frame_size == (32, 48)
     with pytest.raises(ConfigError, match="model.frame_size: .*not divisible by 4"):
-        load_config(None, ["model.frame_size=[30, 64]"])
+        # the paper's network (patch 1, pyramid up to x4) on top of the embedded default's small variant
+        load_config(None, ["model.frame_size=[30, 64]", "model.patch_size=1", "model.layers=6",
+                           "model.scales=[1, 2, 4, 4, 2, 1]"])

@@ -27,7 +27,10 @@ def test_models_command_from_params_json(tmp_path, capsys, monkeypatch):
     from mslstm.cli import main
 
     monkeypatch.chdir(tmp_path)
-    rc = main(["--set", "model.hidden=8", "--set", "model.frame_size=[16, 16]", "models", "--from-params", "--json"])
+    # the paper's layers on top of the embedded default (whose model is a small variant): ModelConfig() below
+    paper = ["--set", "model.layers=6", "--set", "model.scales=[1, 2, 4, 4, 2, 1]", "--set", "model.patch_size=1"]
+    rc = main([*paper, "--set", "model.hidden=8", "--set", "model.frame_size=[16, 16]", "models", "--from-params",
+               "--json"])
     assert rc == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows][:4] == ["convlstm", "smslstm", "tmslstm", "mslstm"]  # the paper's first

@@ -9,7 +9,7 @@ from test_evaluate_common import make_checkpoint, mlflow_env, tiny_config  # noq
 
 from mslstm.cli import main
 from mslstm.errors import DataError
-from mslstm.evaluation.predict import check_frames
+from mslstm.release.predict import check_frames
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_check_frames_unit():
 
 
 def test_predict_from_registry_alias(tmp_path, mlflow_env):  # noqa: F811
-    from mslstm.evaluation.registry import register
+    from mslstm.release.registry import register
     from mslstm.io import write_json
 
     cfg = tiny_config()

@@ -37,7 +37,7 @@ def test_profile_numbers_positive_and_files(tmp_path, mlflow_env):  # noqa: F811
     import mlflow
 
     torch.set_num_threads(1)
-    cfg = tiny_config("profile.estimated_steps=100")
+    cfg = tiny_config("profile.estimated_steps=100", "train.batch_size=8")
     res = profile(cfg, tmp_path / "profile")
     for key in ("params", "flops_forward", "flops_train", "peak_memory_bytes", "step_time_s", "predict_time_s",
                 "train_throughput_seq_s", "predict_throughput_seq_s"):
@@ -48,7 +48,7 @@ def test_profile_numbers_positive_and_files(tmp_path, mlflow_env):  # noqa: F811
     assert res["peak_memory_bytes"] >= 4 * 4 * res["params"]
     e = res["estimate"]
     assert e["steps"] == 100 and e["steps_from"] == "profile.estimated_steps"
-    # train batch 8 (train section default), profiled at batch 2: hours = 100 steps x step time x 8/2
+    # train batch 8 (set above), profiled at batch 2: hours = 100 steps x step time x 8/2
     assert e["device_hours"] == pytest.approx(100 * res["step_time_s"] * 4 / 3600)
     assert e["usd"] == pytest.approx(e["device_hours"] * 0.1)
     saved = json.loads((tmp_path / "profile" / "cost.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_evaluate_common import make_checkpoint, mlflow_env, tiny_config  # noqa: F401
 
-from mslstm.evaluation.registry import gate, register
+from mslstm.release.registry import gate, register
 from mslstm.io import write_json
 
 
@@ -116,3 +116,45 @@ def test_cli_register_door(tmp_path, mlflow_env, capsys):  # noqa: F811
     assert rc == 0
     assert "PROMOTED -> models:/mslstm@champion (version 1)" in capsys.readouterr().out
     assert json.loads((tmp_path / "reg" / "decision.json").read_text())["promoted"] is True
+
+
+def test_pyfunc_is_models_from_code_with_signature_and_no_pickle_warning(tmp_path, mlflow_env, caplog):  # noqa: F811
+    """The registered pyfunc is logged from a code file (nothing CloudPickled), with a signature and an input
+    example; logging and loading it emit no CloudPickle / missing-signature warning."""
+    import logging
+    import warnings
+
+    import mlflow.pyfunc
+    from mlflow.models import get_model_info
+
+    from mslstm.release.pyfunc import MODEL_CODE
+
+    cfg = tiny_config()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="mlflow"):
+        warnings.simplefilter("always")
+        decision = register(cfg, *_candidate(tmp_path / "a", cfg, mse=1.0), tmp_path / "reg")
+        model = mlflow.pyfunc.load_model(decision["model_uri"])
+        out = model.predict(np.zeros((1, 3, 1, 16, 16), np.float32))
+    assert out.shape == (1, 3, 1, 16, 16)
+    said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]
+    for text in said:
+        assert "cloudpickle" not in text.lower() and "without a signature" not in text.lower(), text
+    info = get_model_info(decision["model_uri"])
+    assert info.signature is not None and info.signature.params is not None
+    assert [p.name for p in info.signature.params.params] == ["n_future"]
+    flavor = info.flavors["python_function"]
+    assert flavor.get("model_code_path", "").endswith(MODEL_CODE.name), flavor  # models-from-code
+    assert "python_model" not in flavor  # no python_model.pkl to unpickle
+    assert info.saved_input_example_info is not None
+
+
+def test_pyfunc_class_definition_warns_nothing():
+    """MLflow checks the ``predict`` type hints when the wrapper class is defined: no warning may come of it."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, mlflow.pyfunc\n"
+            "warnings.simplefilter('error')\n"
+            "import mslstm.release.pyfunc\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

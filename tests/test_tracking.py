@@ -37,8 +37,9 @@ TINY = {
     "data": {"input_frames": 3, "output_frames": 3},
     "model": {"name": "mslstm", "frame_size": [16, 16], "input_frames": 3, "output_frames": 3, "hidden": 8,
               "layers": 2, "scales": [1, 1]},
-    "train": {"epochs": 2, "batch_size": 2, "progress": "quiet", "log_every_steps": 2},
-    "tracking": {"system_metrics": False, "log_every_steps": 2, "experiment": "test-exp", "run_name": "tiny"},
+    "train": {"epochs": 2, "batch_size": 2, "lr": 0.0003, "progress": "quiet", "log_every_steps": 2},
+    "tracking": {"system_metrics": False, "log_model": True, "log_every_steps": 2, "experiment": "test-exp",
+                 "run_name": "tiny"},
 }
 
 

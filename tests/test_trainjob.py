@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipelines.trainjob import build_trainjob, trainjob_command, trainjob_state
+from components.trainjob import build_trainjob, trainjob_command, trainjob_state
 
 IMAGE = "ghcr.io/mslstm/mslstm-pipeline:0.1.0"
 
@@ -41,9 +41,9 @@ def test_command_runs_torchrun_of_mslstm_train():
     script = cmd[2]
     assert "torchrun --nproc-per-node=4 -m mslstm --params /tmp/mslstm/params.yaml train" in script
     assert "--data-dir /tmp/mslstm/data --out /tmp/mslstm/train" in script
-    assert "python -m pipelines.remote download s3://bucket/run/data/dataset /tmp/mslstm/data" in script
+    assert "python -m components.trainjob download s3://bucket/run/data/dataset /tmp/mslstm/data" in script
     # only node 0 uploads the result
-    assert 'if [ "${PET_NODE_RANK:-0}" = "0" ]; then python -m pipelines.remote upload /tmp/mslstm/train s3://bucket/run/train/model-trainjob; fi' in script
+    assert 'if [ "${PET_NODE_RANK:-0}" = "0" ]; then python -m components.trainjob upload /tmp/mslstm/train s3://bucket/run/train/model-trainjob; fi' in script
     # rendezvous comes from the runtime's PET_* variables, never hard-coded
     assert "--nnodes" not in script and "--master-addr" not in script
 
@@ -95,8 +95,9 @@ def test_manifest_is_a_valid_kubernetes_object_name_and_yaml():
 
 def test_s3_hand_over_round_trip(s3_bucket, tmp_path):
     """What node 0 uploads is what the train task downloads into its Model artifact (real moto S3)."""
+    from components.trainjob import main
+    from mslstm.data.s3 import download_dir, upload_dir
     from mslstm.errors import StorageError
-    from pipelines.remote import download_dir, main, upload_dir
 
     src = tmp_path / "train"
     (src / "sub").mkdir(parents=True)
@@ -124,7 +125,7 @@ def test_node_command_runs_for_real(s3_bucket, s3_env, tiny_dataset, tmp_path):
     import sys
 
     from mslstm.config import load_config
-    from pipelines.remote import download_dir, upload_dir
+    from mslstm.data.s3 import download_dir, upload_dir
 
     cfg = load_config(None, {
         "data.input_frames": 3, "data.output_frames": 3,

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     import os
 
-    from mslstm.evaluation.predict import predict_file
+    from mslstm.release.predict import predict_file
 
     if str(args.model).startswith(("models:/", "runs:/")):
         import mlflow

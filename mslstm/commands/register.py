@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
-    from mslstm.evaluation.registry import register
+    from mslstm.release.registry import register
 
     d = register(cfg, args.train_dir, args.eval_dir, args.profile_dir, args.out)
     verdict = "PROMOTED" if d["promoted"] else "not promoted"

@@ -81,8 +81,8 @@ class DataConfig:
     mnist_recipe: Literal["standard", "authors"] = "standard"
     seed: int = 42
     train_sequences: int = 1024
-    val_sequences: int = 128
-    test_sequences: int = 128
+    val_sequences: int = 32
+    test_sequences: int = 32
     pool_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     raw_dir: str = "data"
     dvc_remote: str = ""

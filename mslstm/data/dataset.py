@@ -42,9 +42,20 @@ SUPPORTED_DTYPES: tuple[str, ...] = ("uint8", "float32")
 
 
 # ----------------------------------------------------------------------------------------------------------- scaling
-def default_value_range(dtype: Any) -> tuple[float, float]:
-    """The value range assumed when none is stated: the full range for uint8, [0, 1] for floats."""
-    return (0.0, 255.0) if np.dtype(dtype) == np.uint8 else (0.0, 1.0)
+def default_value_range(dtype: Any, declared: Sequence[float] | None = None,
+                        source: str | os.PathLike = "data") -> tuple[float, float]:
+    """The declared range, else the one assumed when none is stated: [0, 255] for uint8, [0, 1] for floats.
+
+    Other dtypes must declare one: a :class:`DataError` naming ``source`` says to set ``data.value_range``.
+    """
+    if declared is not None:
+        return float(declared[0]), float(declared[1])
+    dt = np.dtype(dtype)
+    if dt == np.uint8:
+        return 0.0, 255.0
+    if dt.kind == "f":
+        return 0.0, 1.0
+    raise DataError(f"{source}: dtype {dt} has no default value range; set data.value_range: [low, high]")
 
 
 def scale_offset(value_range: Sequence[float]) -> tuple[float, float]:
@@ -89,7 +100,7 @@ def make_meta(
     if not splits:
         raise DataError("meta.json: at least one split is needed")
     first = next(iter(splits.values()))["shape"]
-    vr = tuple(float(v) for v in (value_range if value_range is not None else default_value_range(dtype)))
+    vr = default_value_range(dtype, value_range, "meta.json")
     scale, offset = scale_offset(vr)
     meta = {
         "dtype": str(np.dtype(dtype)),

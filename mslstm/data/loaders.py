@@ -150,17 +150,6 @@ def _open_h5(path: Path, key: str, layout: str) -> VideoFile:
     return VideoFile(path, obj, layout, handle=handle)
 
 
-def default_value_range(path: Path, dtype: np.dtype, declared: Sequence[float] | None) -> tuple[float, float]:
-    """The declared range, else [0, 255] for uint8 and [0, 1] for floats; other integers must declare one."""
-    if declared is not None:
-        return float(declared[0]), float(declared[1])
-    if dtype == np.uint8:
-        return 0.0, 255.0
-    if dtype.kind == "f":
-        return 0.0, 1.0
-    raise DataError(f"{path}: dtype {dtype} has no default value range; set data.value_range: [low, high]")
-
-
 def check_chunk(path: Path, chunk: np.ndarray, first: int, value_range: tuple[float, float]) -> None:
     """Raise a DataError when ``chunk`` (sequences ``first``...) holds NaN/Inf or values outside the range."""
     if chunk.dtype.kind == "f":

@@ -10,6 +10,8 @@ bucket/key and the problem (endpoint down, no such bucket, no such key, access d
     s3.read_bytes("s3://bucket/reports/result.json")
     s3.upload_file("artifacts/dataset/meta.json", "s3://bucket/dataset/meta.json")
     s3.list_keys("s3://bucket/dataset/")
+    s3.upload_dir("artifacts/train", "s3://bucket/runs/1/train")     # a whole folder (TrainJob hand-over)
+    s3.download_dir("s3://bucket/runs/1/train", "artifacts/train")
 """
 from __future__ import annotations
 
@@ -28,18 +30,23 @@ CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
 
 
+#: URI schemes taken as S3: KFP names artifacts on its MinIO store ``minio://bucket/key``.
+SCHEMES = ("s3://", "minio://")
+
+
 def parse_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; raise StorageError on anything else."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
+    """``s3://bucket/a/b`` (or ``minio://bucket/a/b``) -> ``("bucket", "a/b")``; raise StorageError on anything
+    else."""
+    if not isinstance(uri, str) or not uri.startswith(SCHEMES):
         raise StorageError(f"{uri!r}: not an s3:// URI (expected s3://bucket/key)")
-    bucket, _, key = uri[5:].partition("/")
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
     if not bucket:
         raise StorageError(f"{uri!r}: no bucket name (expected s3://bucket/key)")
     return bucket, key
 
 
 def is_s3_uri(path: Any) -> bool:
-    return isinstance(path, str) and path.startswith("s3://")
+    return isinstance(path, str) and path.startswith(SCHEMES)
 
 
 def endpoint_from_env() -> str | None:
@@ -217,3 +224,38 @@ def download_file(uri: str, path: str | os.PathLike, endpoint_url: str | None = 
                                f"{endpoint_url or endpoint_from_env() or 'AWS'}")
         raise err from exc
     return path
+
+
+def upload_dir(local: str | os.PathLike, uri: str, endpoint_url: str | None = None) -> int:
+    """Upload every file under the folder ``local`` to the prefix ``uri``; returns the number of files."""
+    local = Path(local)
+    if not local.is_dir():
+        raise StorageError(f"{local}: not a directory (upload to {uri})")
+    bucket, prefix = parse_uri(uri)
+    prefix = prefix.strip("/")
+    n = 0
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        key = f"{prefix}/{path.relative_to(local).as_posix()}".lstrip("/")
+        upload_file(path, f"s3://{bucket}/{key}", endpoint_url)
+        n += 1
+    log.info("uploaded %d files to %s", n, uri)
+    return n
+
+
+def download_dir(uri: str, local: str | os.PathLike, endpoint_url: str | None = None) -> int:
+    """Download every object under the prefix ``uri`` into the folder ``local`` (each file atomically);
+    returns the number of files. An empty prefix is a StorageError."""
+    bucket, prefix = parse_uri(uri)
+    prefix = prefix.strip("/")
+    local = Path(local)
+    n = 0
+    for key in iter_keys(f"s3://{bucket}/{prefix + '/' if prefix else ''}", endpoint_url):
+        rel = key[len(prefix):].lstrip("/")
+        if not rel or rel.endswith("/"):
+            continue  # folder markers
+        download_file(f"s3://{bucket}/{key}", local / rel, endpoint_url)
+        n += 1
+    if n == 0:
+        raise StorageError(f"{uri}: no objects found under this prefix")
+    log.info("downloaded %d files from %s", n, uri)
+    return n

@@ -24,7 +24,7 @@ class EvaluateConfig:
     # "future": the output_frames predicted frames only (as OpenSTL reports);
     # "all": also the teacher-forced frames 2..input_frames (as the authors' code averages).
     frames: Literal["future", "all"] = "future"
-    num_examples: int = 3          # sequences drawn as PNG strip + GIF
+    num_examples: int = 2          # sequences drawn as PNG strip + GIF
     split: Literal["train", "val", "test"] = "test"
     max_sequences: int = 0         # 0 = the whole split; >0 caps it (quick runs)
     lpips: bool = False            # LPIPS needs pretrained weights that no installed package ships: keep off
@@ -57,8 +57,8 @@ class ProfileConfig:
 
     device: str = "auto"           # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
     batch_size: int = 4
-    warmup: int = 2
-    repeats: int = 5
+    warmup: int = 1
+    repeats: int = 3
     # USD per device-hour, by device kind ("cpu", "cuda"); used for the training cost estimate.
     prices: dict[str, float] = field(default_factory=lambda: {"cpu": 0.1, "cuda": 2.5})
     # Training steps the estimate is for; 0 = derive from the train section (epochs x steps) when it says.
@@ -115,8 +115,8 @@ class AblationConfig:
     models: list[str] = field(default_factory=_paper_models)   # any registered models (`mslstm models`)
     # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
     epochs: int = 1
-    steps: int = 20
-    eval_sequences: int = 16       # test sequences scored per model (0 = the whole split)
+    steps: int = 64
+    eval_sequences: int = 32       # test sequences scored per model (0 = the whole split)
     out_dir: str = "artifacts/ablation"
     # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
     # Default: the ablation compares models, it does not ship them: no MLflow model / checkpoint upload per model.

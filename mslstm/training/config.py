@@ -59,11 +59,11 @@ class TrainConfig:
         device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
     """
 
-    epochs: int = 2
-    batch_size: int = 8
+    epochs: int = 4
+    batch_size: int = 16
     global_batch_size: Optional[int] = None
-    lr: float = 3e-4
-    base_batch: int = 8
+    lr: float = 0.002
+    base_batch: int = 16
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
@@ -74,7 +74,7 @@ class TrainConfig:
     loss: Literal["l1l2", "mse"] = "l1l2"
     scheduled_sampling: bool = True
     ss_start: float = 1.0
-    ss_decay_steps: int = 1000
+    ss_decay_steps: int = 150
     ss_decay_fraction: float = 0.0
     ss_end: float = 0.0
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
@@ -87,7 +87,7 @@ class TrainConfig:
     deterministic: bool = True
     num_workers: int = 0
     max_steps: int = 0
-    progress: Literal["bar", "quiet"] = "bar"
+    progress: Literal["bar", "quiet"] = "quiet"
     log_every_steps: int = 10
     checkpoint_every_steps: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -23,15 +23,15 @@ COPY_CHUNK = 256  # sequences per read/write
 def copy_video(ctx: BuildContext, layout: str, require_dtype: Optional[np.dtype] = None,
                hint: str = "") -> dict[str, Any]:
     """Copy the video file ``ctx.path`` (seen as (N, T, C, H, W)) into train/val/test blocks; return meta."""
-    from mslstm.data.dataset import make_meta
-    from mslstm.data.loaders import check_chunk, check_geometry, default_value_range, open_video
+    from mslstm.data.dataset import default_value_range, make_meta
+    from mslstm.data.loaders import check_chunk, check_geometry, open_video
 
     d, path = ctx.data, ctx.path
     declared = d.value_range if d.value_range is not None else get_source(d.source).value_range
     with open_video(path, d.key, layout) as vf:
         n, t, c, h, w = vf.shape
         check_geometry(path, vf.shape, d.total_frames, ctx.size_factor, ctx.size_why)
-        vr = default_value_range(path, vf.dtype, declared)
+        vr = default_value_range(vf.dtype, declared, path)
         if require_dtype is not None and vf.dtype != require_dtype:
             raise DataError(f"{path}: expected {np.dtype(require_dtype)}, got {vf.dtype}{hint}")
         store = np.uint8 if vf.dtype == np.uint8 else np.float32

@@ -1,6 +1,6 @@
 """Prediction from a checkpoint or a registered model: the one logic behind ``mslstm predict`` and the pyfunc model.
 
-    from mslstm.evaluation.predict import load_predictor, predict_file
+    from mslstm.release.predict import load_predictor, predict_file
     predictor = load_predictor("models:/mslstm@champion")      # or "artifacts/train/best.pt"
     future = predictor.predict(frames, n_future=10)            # (B, T_in, C, H, W) float32 in [0, 1]
 

@@ -1,5 +1,7 @@
 """Config section ``pipeline`` of ``params.yaml``: how the Kubeflow pipeline is built, run and submitted.
 
+Owned by the core (the loader assembles it like every section); ``pipelines/`` and ``components/`` read it.
+
 The per-run knobs (model, epochs, batch size, learning rate, GPUs, nodes, registry gate) are also pipeline
 parameters: the values here are their defaults in the compiled YAML and can be changed per run without
 recompiling.

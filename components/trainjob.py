@@ -5,11 +5,22 @@ The ``torch-distributed`` runtime starts ``num_nodes`` pods and sets the torchru
 ``torchrun`` reads as its defaults. Each node downloads the dataset artifact from S3, runs
 ``torchrun -m mslstm train``, and node 0 uploads the training directory to ``out_uri``; the pipeline's train task
 then downloads it into its ``Model`` artifact (see :func:`run_trainjob`).
+
+Runs in the project image: inside the ``train_trainjob`` component (manifest, launch, wait) and on every node
+(the folder copies, through :mod:`mslstm.data.s3`):
+
+    python -m components.trainjob download s3://bucket/prefix local_dir
+    python -m components.trainjob upload local_dir s3://bucket/prefix
+
+Credentials and endpoint come from the environment only (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_ENDPOINT_URL``), i.e. from the Kubernetes secret the pods mount as env.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import shlex
+import sys
 import time
 from typing import Any, Callable
 
@@ -42,11 +53,11 @@ def trainjob_command(data_uri: str, out_uri: str, gpus_per_node: int, workdir: s
             "set -euo pipefail",
             f"mkdir -p {w}",
             f'printf "%s" "$MSLSTM_CONFIG" > {w}/params.yaml',
-            f"python -m pipelines.remote download {q(data_uri)} {w}/data",
+            f"python -m components.trainjob download {q(data_uri)} {w}/data",
             # --nnodes/--node-rank/--master-* come from the PET_* variables the torch-distributed runtime sets.
             f"torchrun --nproc-per-node={nproc} -m mslstm --params {w}/params.yaml "
             f"train --data-dir {w}/data --out {w}/train",
-            f'if [ "${{PET_NODE_RANK:-0}}" = "0" ]; then python -m pipelines.remote upload {w}/train {q(out_uri)}; fi',
+            f'if [ "${{PET_NODE_RANK:-0}}" = "0" ]; then python -m components.trainjob upload {w}/train {q(out_uri)}; fi',
         ]
     )
     return ["bash", "-c", script]
@@ -178,3 +189,34 @@ def run_trainjob(
             api.delete_namespaced_custom_object(API_GROUP, API_VERSION, ns, PLURAL, name)
             raise RuntimeError(f"TrainJob {ns}/{name}: not complete after {timeout_s:.0f} s (deleted)")
         sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The node-side folder copies: ``download URI DIR`` / ``upload DIR URI`` (exit 2 with one line on error)."""
+    from mslstm.data.s3 import download_dir, upload_dir
+    from mslstm.errors import StorageError
+
+    parser = argparse.ArgumentParser(prog="python -m components.trainjob",
+                                     description="copy a folder to/from S3 on a TrainJob node")
+    sub = parser.add_subparsers(dest="op", required=True)
+    d = sub.add_parser("download", help="every object under URI into DIR")
+    d.add_argument("uri")
+    d.add_argument("local")
+    u = sub.add_parser("upload", help="every file under DIR to URI")
+    u.add_argument("local")
+    u.add_argument("uri")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.op == "download":
+            download_dir(args.uri, args.local)
+        else:
+            upload_dir(args.local, args.uri)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

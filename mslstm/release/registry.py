@@ -1,6 +1,6 @@
 """The register step: promote a trained model into the MLflow Model Registry only when the gate passes.
 
-    from mslstm.evaluation.registry import register
+    from mslstm.release.registry import register
     decision = register(cfg, "artifacts/train", "artifacts/eval", "artifacts/profile", "artifacts/register")
 
 Gate (``register`` section), both must hold:
@@ -22,11 +22,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from mslstm.errors import MSLSTMError, RegistryError
 from mslstm.evaluation.metrics import LOWER_IS_BETTER, is_better
 from mslstm.io import write_json
+
+if TYPE_CHECKING:
+    from mslstm.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ def champion_metric(client: Any, name: str, alias: str, metric: str) -> tuple[Op
     return mv, None if value is None else float(value)
 
 
-def gate(cfg: Any, metrics: dict[str, Any], cost: dict[str, Any], champion_value: Optional[float]
+def gate(cfg: Config, metrics: dict[str, Any], cost: dict[str, Any], champion_value: Optional[float]
          ) -> tuple[bool, list[str]]:
     """The promotion decision and its reasons (pure: no MLflow)."""
     rc = cfg.register
@@ -93,12 +96,12 @@ def gate(cfg: Any, metrics: dict[str, Any], cost: dict[str, Any], champion_value
     return ok, reasons
 
 
-def register(cfg: Any, train_dir: str | os.PathLike, eval_dir: str | os.PathLike, profile_dir: str | os.PathLike,
+def register(cfg: Config, train_dir: str | os.PathLike, eval_dir: str | os.PathLike, profile_dir: str | os.PathLike,
              out_dir: str | os.PathLike) -> dict[str, Any]:
     """Apply the gate; register/alias the model in MLflow; write ``out_dir/decision.json``; return the decision."""
     import mlflow
 
-    from mslstm.evaluation.pyfunc import log_pyfunc_model
+    from mslstm.release.pyfunc import log_pyfunc_model
     from mslstm.tracking import connect, find_run_info, open_run
     from mslstm.training.checkpoint import find_checkpoint, load_model
 
