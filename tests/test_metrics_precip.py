@@ -115,10 +115,15 @@ def test_metric_set_auto_follows_the_data_source():
     assert a["mse"] == 0.0 and a["csi_0.5"] == 1.0
 
 
-def test_evaluate_config_refuses_unknown_metric_set():
+def test_evaluate_config_names_exactly_the_registered_metric_sets():
+    import typing
+
     from mslstm.config import load_config
     from mslstm.errors import ConfigError
+    from mslstm.evaluation.config import EvaluateConfig
 
+    allowed = typing.get_args(typing.get_type_hints(EvaluateConfig)["metric_set"])
+    assert set(allowed) == {"auto", *metric_set_names()}
     with pytest.raises(ConfigError, match="metric_set"):
         load_config(None, ["evaluate.metric_set=nope"])
 

@@ -16,7 +16,8 @@ Registered sets:
 
 ``evaluate.metric_set: auto`` takes the set whose ``sources`` list the data source (the part of meta.json's
 ``source`` before ``:``, or ``data.source``), else ``video``. A new kind of data registers its own set with
-:func:`register_metric_set`.
+:func:`register_metric_set` and adds its name to ``EvaluateConfig.metric_set`` (a ``Literal``, so the config layer
+needs no import of this module; a test checks the two agree).
 """
 from __future__ import annotations
 
