@@ -111,3 +111,18 @@ def test_experiments_command_lists_the_four(capsys, monkeypatch):
     table = capsys.readouterr().out
     assert "taxibj" in table and "csi@0.5/2/5/10/30 mm/h" in table
     assert [e.name for e in list_experiments(CONFIGS)] == sorted(PAPER)
+
+
+def test_each_experiment_compiles_to_a_kfp_pipeline_carrying_its_config(tmp_path):
+    """The KFP door runs an experiment unchanged: its whole config is the default of the `config` parameter."""
+    from pipelines.runner import compile_pipeline
+
+    for name in PAPER:
+        cfg = _load(name)
+        spec = next(d for d in yaml.safe_load_all(compile_pipeline(cfg, tmp_path / f"{name}.yaml", False).read_text())
+                    if d)
+        default = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
+        carried = json.loads(default)
+        assert carried["evaluate"]["metric_set"] == PAPER[name][6]
+        assert carried["train"]["global_batch_size"] == 4 and carried["train"]["ss_decay_fraction"] == 1.0
+        assert carried["data"]["source"] == PAPER[name][0]
