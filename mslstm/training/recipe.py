@@ -21,7 +21,8 @@ Extension points (so that a model with its own needs adds no branch to the loop)
 - **Sampling schedule by name**: ``SAMPLING_SCHEDULES[name]`` is a :class:`SamplingSchedule`: ``prob(train_cfg,
   step)`` (probability of feeding ground truth) and ``mask(global_batch, n, prob, step, seed)``. ``linear`` is the
   ``train.ss_*`` decay (over ``train.ss_decay_steps``, or ``train.ss_decay_fraction`` of the run's total steps,
-  resolved once in :func:`build_recipe`); :func:`register_sampling_schedule` adds another (e.g. PredRNN's reverse scheduled sampling).
+  resolved once in :func:`build_recipe`); :func:`register_sampling_schedule` adds another (e.g. PredRNN's
+  reverse scheduled sampling).
 - **RecipeHints**: what a model may declare in its spec (schedule name, auxiliary-loss weights);
   ``build_recipe(tcfg, device, hints)`` applies them.
 """
