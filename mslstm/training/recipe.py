@@ -20,7 +20,9 @@ Extension points (so that a model with its own needs adds no branch to the loop)
   aux[name])`` with ``w = RecipeHints.aux_loss_weights`` (1.0 for a name not listed).
 - **Sampling schedule by name**: ``SAMPLING_SCHEDULES[name]`` is a :class:`SamplingSchedule`: ``prob(train_cfg,
   step)`` (probability of feeding ground truth) and ``mask(global_batch, n, prob, step, seed)``. ``linear`` is the
-  ``train.ss_*`` decay; :func:`register_sampling_schedule` adds another (e.g. PredRNN's reverse scheduled sampling).
+  ``train.ss_*`` decay (over ``train.ss_decay_steps``, or ``train.ss_decay_fraction`` of the run's total steps,
+  resolved once in :func:`build_recipe`); :func:`register_sampling_schedule` adds another (e.g. PredRNN's
+  reverse scheduled sampling).
 - **RecipeHints**: what a model may declare in its spec (schedule name, auxiliary-loss weights);
   ``build_recipe(tcfg, device, hints)`` applies them.
 """
@@ -85,6 +87,16 @@ def sampling_mask(global_batch: int, n: int, prob: float, step: int, seed: int) 
     """
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
     return torch.bernoulli(torch.full((global_batch, max(n, 0)), float(prob)), generator=gen)
+
+
+def ss_decay_steps(tcfg: Any, total_steps: int) -> int:
+    """Steps of the scheduled-sampling decay: ``train.ss_decay_steps``, or with ``train.ss_decay_fraction`` f > 0
+    that share of the run, ``round(f * (total_steps - 1))``, so that for f = 1 the probability is ``ss_end`` at the
+    last step (step index ``total_steps - 1``) whatever the epochs, data size or world size (with a fixed global
+    batch the total steps do not depend on the world size)."""
+    if tcfg.ss_decay_fraction <= 0:
+        return int(tcfg.ss_decay_steps)
+    return max(0, round(tcfg.ss_decay_fraction * (max(int(total_steps), 1) - 1)))
 
 
 def linear_teacher_forcing(tcfg: Any, step: int) -> float:
@@ -229,9 +241,16 @@ class Recipe:
         return total, {name: float(v.detach()) for name, v in aux.items()}
 
 
-def build_recipe(tcfg: Any, device: torch.device, hints: RecipeHints | None = None) -> Recipe:
-    """The training method of ``tcfg`` (the ``train`` section) on ``device``, with a model's ``hints`` applied."""
+def build_recipe(tcfg: Any, device: torch.device, hints: RecipeHints | None = None,
+                 total_steps: int | None = None) -> Recipe:
+    """The training method of ``tcfg`` (the ``train`` section) on ``device``, with a model's ``hints`` applied.
+
+    ``total_steps`` (the run's optimizer steps) resolves ``train.ss_decay_fraction`` into the recipe's
+    ``ss_decay_steps`` (:func:`ss_decay_steps`); None (profiling, no run) keeps ``ss_decay_steps``.
+    """
     hints = hints or RecipeHints()
+    if total_steps is not None and tcfg.ss_decay_fraction > 0:
+        tcfg = dataclasses.replace(tcfg, ss_decay_steps=ss_decay_steps(tcfg, total_steps))
     loss_fn(tcfg.loss)
     if hints.sampling not in SAMPLING_SCHEDULES:
         raise ConfigError(f"sampling schedule {hints.sampling!r} is not registered; one of "
