@@ -191,11 +191,14 @@ class Forecaster(nn.Module):
 
 def build_model(config: Union[ModelConfig, Mapping]) -> Forecaster:
     """Build the network registered as ``config.name`` (validated first; ``ValueError("key: reason")`` if bad):
-    ``Forecaster(config, spec.build_core(config))``, see :mod:`model.registry`."""
+    ``Forecaster(config, core(cells, scales))`` with the spec's cells, scales and core (default ``RecurrentCore``),
+    see :mod:`model.registry`."""
     if isinstance(config, Mapping):
         config = ModelConfig(**config)
     config.validate()
-    net = Forecaster(config, get_spec(config.name).build_core(config))
+    spec = get_spec(config.name)
+    core_cls = spec.core or RecurrentCore
+    net = Forecaster(config, core_cls(spec.build_cells(config), spec.layer_scales(config)))
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net

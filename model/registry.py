@@ -88,12 +88,10 @@ class ModelSpec:
         """Scale of each layer: ``cfg.scales`` for a pyramid, all 1 for a stack."""
         return tuple(cfg.scales) if self.arrangement == "pyramid" else (1,) * cfg.layers
 
-    def build_core(self, cfg: "ModelConfig") -> "nn.Module":
-        """The per-time-step module over the layers (``core(x, states) -> (h, states)``) for ``cfg``."""
-        from model.networks import RecurrentCore
-
-        cells = [self.make_cell(cfg, i) for i in range(cfg.layers)]
-        return (self.core or RecurrentCore)(cells, self.layer_scales(cfg))
+    def build_cells(self, cfg: "ModelConfig") -> list["nn.Module"]:
+        """One cell per layer, in layer order; ``model.networks.build_model`` puts them in ``core`` (default
+        ``RecurrentCore``) with :meth:`layer_scales`."""
+        return [self.make_cell(cfg, i) for i in range(cfg.layers)]
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -16,6 +16,7 @@ from mslstm.errors import MSLSTMError
 
 # Order is the order of the pipeline; --help lists every step.
 COMMANDS = (
+    "experiments",
     "models",
     "data",
     "validate",

@@ -35,6 +35,10 @@ class DataConfig:
         digit_size: side of a digit (pixels); smaller sources are upscaled to it.
         input_frames, output_frames: frames given and frames predicted; a sequence has their sum.
         speed_range: [min, max] digit speed in pixels per frame (direction uniform at random).
+        mnist_recipe: Moving MNIST generator: ``standard`` (speeds uniform in speed_range, digits reflected
+            inside the canvas, overlaps by max, disjoint digit pools per split) or ``authors`` (the MS-RNN
+            authors' generator: integer speeds in speed_range, e.g. [2, 6], walls 2 px beyond the canvas, digits
+            added then clipped, every split from the whole pool); see ``mslstm.data.moving_mnist``.
         seed: seed of the generator (numpy PCG64): same seed, same bytes.
         train_sequences, val_sequences, test_sequences: generated sequences per split.
         pool_fractions: fractions of the digit pool (or of a file's sequences) given to train/val/test; pools
@@ -74,6 +78,7 @@ class DataConfig:
     input_frames: int = 10
     output_frames: int = 10
     speed_range: tuple[float, float] = (2.0, 5.0)
+    mnist_recipe: Literal["standard", "authors"] = "standard"
     seed: int = 42
     train_sequences: int = 1024
     val_sequences: int = 32

@@ -28,6 +28,11 @@ class EvaluateConfig:
     split: Literal["train", "val", "test"] = "test"
     max_sequences: int = 0         # 0 = the whole split; >0 caps it (quick runs)
     lpips: bool = False            # LPIPS needs pretrained weights that no installed package ships: keep off
+    # What is scored and drawn (mslstm.evaluation.metric_sets): video (MSE/MAE/SSIM/PSNR, grey strips), flow
+    # (same metrics, inflow/outflow heat maps), precipitation (+ POD/FAR/CSI/HSS per rain-rate threshold,
+    # B-MSE/B-MAE, rain-rate maps); auto = the set that claims the data source (dwd -> precipitation, taxibj ->
+    # flow), else video. A new set registered in metric_sets is added here too (a test checks the two agree).
+    metric_set: Literal["auto", "video", "flow", "precipitation"] = "auto"
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -5,7 +5,8 @@
 
 Writes into ``out_dir``: ``metrics.json`` (averaged metrics, numbers only: DVC ``metrics``), ``per_frame.csv``
 (one row per scored frame: DVC ``plots``), ``eval.json`` (metrics + what was scored), ``per_frame_<metric>.png``,
-``example_<i>.png`` (input | truth | prediction | error) and ``example_<i>.gif``.
+``example_<i>.png`` and ``example_<i>.gif`` (+ ``contingency_0.png`` for radar). What is scored and drawn is the
+metric set of ``evaluate.metric_set`` (:mod:`mslstm.evaluation.metric_sets`: video, flow, precipitation).
 
 Frames scored (``evaluate.frames``): ``future`` = the ``output_frames`` frames predicted by pure rollout from the
 ``input_frames`` inputs (as OpenSTL reports); ``all`` = every predicted frame 2..T, i.e. also the teacher-forced
@@ -22,7 +23,8 @@ from typing import Any, Optional
 
 import torch
 
-from mslstm.evaluation.metrics import METRICS, MetricAccumulator
+from mslstm.evaluation.metric_sets import metric_set_for
+from mslstm.evaluation.metrics import MetricAccumulator
 from mslstm.io import atomic_open, write_json
 from mslstm.training.recipe import split_output
 
@@ -31,15 +33,17 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, device: torch.device,
-          num_examples: int = 0) -> tuple[dict[str, float], dict[str, list[float]], list[int], list[tuple]]:
-    """Run the model over the first ``n`` sequences of ``ds``.
+          num_examples: int = 0, acc: Any = None,
+          ) -> tuple[dict[str, float], dict[str, list[float]], list[int], list[tuple]]:
+    """Run the model over the first ``n`` sequences of ``ds``, scored by ``acc`` (a metric set's accumulator;
+    default: the video metrics).
 
     Returns (averaged metrics, per-frame metrics, 1-based frame numbers scored, examples) where each example is
     ``(inputs, target, pred)`` of one sequence (CPU tensors).
     """
     mcfg = net.config
     t_in, t_out = mcfg.input_frames, mcfg.output_frames
-    acc = MetricAccumulator()
+    acc = MetricAccumulator() if acc is None else acc
     examples: list[tuple] = []
     # Trivial predictors as yardsticks (field MSE, sum over pixels per frame): a blank frame, and the last input
     # frame copied forward. A model that learned anything beats both.
@@ -75,9 +79,10 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
 def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frame", *METRICS])
+    names = list(per_frame)
+    w.writerow(["frame", *names])
     for i, k in enumerate(numbers):
-        w.writerow([k, *(f"{per_frame[m][i]:.6g}" for m in METRICS)])
+        w.writerow([k, *(f"{per_frame[m][i]:.6g}" for m in names)])
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(buf.getvalue())
 
@@ -107,9 +112,11 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     ds = VideoDataset(data_dir, ecfg.split)
     check_dataset_matches(mcfg, ds.meta, data_dir, (ecfg.split,), model_from="the checkpoint's model")
     n = len(ds) if ecfg.max_sequences == 0 else min(len(ds), ecfg.max_sequences)
-    log.info("evaluating %s (%s) on %d %s sequences, frames=%s", checkpoint, mcfg.name, n, ecfg.split, ecfg.frames)
+    mset = metric_set_for(ecfg.metric_set, str(ds.meta.get("source", "")))  # meta.json: "dwd:RYDL.hdf5"
+    log.info("evaluating %s (%s) on %d %s sequences, frames=%s, metric set %s", checkpoint, mcfg.name, n,
+             ecfg.split, ecfg.frames, mset.name)
     averaged, per_frame, numbers, examples = score(net, ds, ecfg.frames, ecfg.batch_size, n, device,
-                                                   ecfg.num_examples)
+                                                   ecfg.num_examples, mset.accumulator())
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -122,6 +129,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
         "frames": numbers,
         "frames_mode": ecfg.frames,
         "split": ecfg.split,
+        "metric_set": mset.name,
         "sequences": n,
         "model": mcfg.name,
         "model_config": to_dict(mcfg),
@@ -129,22 +137,21 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
         "checkpoint_step": payload.get("step"),
     }
     files.append(write_json(out_dir / "eval.json", info))
-    for m in METRICS:
+    for m in mset.plots:
         files.append(visuals.save_metric_plot(out_dir / f"per_frame_{m}.png", numbers, per_frame[m], m,
                                               f"{mcfg.name}: {m} per frame ({ecfg.split}, {ecfg.frames})"))
     for i, (x, y, p) in enumerate(examples):
-        title = f"{mcfg.name} {ecfg.split} sequence {i}: input | truth | prediction | |error|"
-        files.append(visuals.save_strip(out_dir / f"example_{i}.png", x, y, p, title))
-        files.append(visuals.save_gif(out_dir / f"example_{i}.gif", x, y, p))
+        files += mset.pictures(out_dir, i, x, y, p, f"{mcfg.name} {ecfg.split} sequence {i}")
 
     from mslstm.tracking import find_run_info, open_run
 
     run_info = None if run_id else find_run_info(checkpoint.parent)
     with open_run(cfg, run_id=run_id, run_info=run_info, run_name=f"evaluate-{mcfg.name}") as tracker:
         split = ecfg.split
-        series = [(f"{split}_{m}_frame", v, k) for m in METRICS for k, v in zip(numbers, per_frame[m])]
+        series = [(f"{split}_{m}_frame", v, k) for m in per_frame for k, v in zip(numbers, per_frame[m])]
         tracker.log_metric_series(series + [(f"{split}_{k}", v, 0) for k, v in averaged.items()])
-        tracker.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n)})
+        tracker.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n),
+                          "eval.metric_set": mset.name})
         tracker.log_artifacts(out_dir, artifact_path="eval")
     log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f (blank-frame mse %.3f, copy-last mse %.3f)", mcfg.name,
              averaged["mse"], averaged["mae"], averaged["ssim"], averaged["psnr"], averaged["baseline_blank_mse"],

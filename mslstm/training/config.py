@@ -38,6 +38,9 @@ class TrainConfig:
         scheduled_sampling: mix ground truth into the rollout with a decaying probability (training only).
         ss_start: teacher-forcing probability at step 0.
         ss_decay_steps: iterations over which the probability decays linearly to ``ss_end``.
+        ss_decay_fraction: when > 0, the decay instead spans this share of the run's total optimizer steps and
+            reaches ``ss_end`` at the last step for fraction 1 (the authors' schedule: 1 -> 0 over the whole run),
+            whatever the epochs, data size or number of processes; 0 = use ``ss_decay_steps``.
         ss_end: final teacher-forcing probability.
         amp: mixed precision: ``auto`` (bf16 on GPUs that support it, fp16 + GradScaler on other GPUs, off on
             CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
@@ -72,6 +75,7 @@ class TrainConfig:
     scheduled_sampling: bool = True
     ss_start: float = 1.0
     ss_decay_steps: int = 150
+    ss_decay_fraction: float = 0.0
     ss_end: float = 0.0
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     compile: bool = False
@@ -113,6 +117,9 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio: must be in [0, 1] (got {self.min_lr_ratio})")
         if not 0.0 < self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction: must be in (0, 1) (got {self.warmup_fraction})")
+        if not 0.0 <= self.ss_decay_fraction <= 1.0:
+            raise ValueError(f"ss_decay_fraction: must be in [0, 1], 0 = use ss_decay_steps "
+                             f"(got {self.ss_decay_fraction})")
         for key in ("ss_start", "ss_end"):
             v = getattr(self, key)
             if not 0.0 <= v <= 1.0:
@@ -140,7 +147,8 @@ class TrainConfig:
 
     def teacher_forcing_prob(self, step: int) -> float:
         """Scheduled-sampling probability of feeding ground truth at optimizer step ``step`` (the ``linear``
-        schedule of :mod:`mslstm.training.recipe`)."""
+        schedule of :mod:`mslstm.training.recipe` over ``ss_decay_steps``; ``ss_decay_fraction`` needs the run's
+        total steps: ``build_recipe(..., total_steps=...).teacher_forcing_prob``)."""
         from mslstm.training.recipe import linear_teacher_forcing
 
         return linear_teacher_forcing(self, step)

@@ -21,9 +21,10 @@ Extension points (so that a model with its own needs adds no branch to the loop)
   (1.0 for a name not listed). Validation, evaluation and prediction call ``forward`` without ``return_aux``.
 - **Sampling schedule by name**: ``SAMPLING_SCHEDULES[name]`` is a :class:`SamplingSchedule`: ``prob(train_cfg,
   step, total_steps)`` (probability of feeding ground truth at an output step) and ``mask(...)`` (the global
-  batch's mask). ``linear`` is the ``train.ss_*`` decay over the output steps; ``reverse`` is PredRNN-V2's reverse
-  scheduled sampling (input steps too, over the run's ``total_steps``); :func:`register_sampling_schedule` adds
-  another.
+  batch's mask). ``linear`` is the ``train.ss_*`` decay over the output steps (over ``train.ss_decay_steps``, or
+  ``train.ss_decay_fraction`` of the run's total steps, resolved once in :func:`build_recipe`); ``reverse`` is
+  PredRNN-V2's reverse scheduled sampling (input steps too, over the run's ``total_steps``);
+  :func:`register_sampling_schedule` adds another.
 - **RecipeHints**: what a model declares in its spec (``ModelSpec.recipe``, a mapping with the same keys:
   ``sampling``, ``aux_loss_weights``); ``build_recipe(tcfg, device, spec.recipe, total_steps)`` applies them.
   This is the one seam: the training loop has no branch per model.
@@ -94,6 +95,16 @@ def sampling_mask(global_batch: int, n: int, prob: float, step: int, seed: int) 
     number of processes (each taking its rows) and a resumed run draw the same masks.
     """
     return torch.bernoulli(torch.full((global_batch, max(n, 0)), float(prob)), generator=_generator(seed, step))
+
+
+def ss_decay_steps(tcfg: Any, total_steps: int) -> int:
+    """Steps of the scheduled-sampling decay: ``train.ss_decay_steps``, or with ``train.ss_decay_fraction`` f > 0
+    that share of the run, ``round(f * (total_steps - 1))``, so that for f = 1 the probability is ``ss_end`` at the
+    last step (step index ``total_steps - 1``) whatever the epochs, data size or world size (with a fixed global
+    batch the total steps do not depend on the world size)."""
+    if tcfg.ss_decay_fraction <= 0:
+        return int(tcfg.ss_decay_steps)
+    return max(0, round(tcfg.ss_decay_fraction * (max(int(total_steps), 1) - 1)))
 
 
 def linear_teacher_forcing(tcfg: Any, step: int) -> float:
@@ -346,7 +357,7 @@ class Recipe:
 
 
 def build_recipe(tcfg: Any, device: torch.device, hints: Mapping[str, Any] | RecipeHints | None = None,
-                 total_steps: int = 0) -> Recipe:
+                 total_steps: int | None = None) -> Recipe:
     """The training method of ``tcfg`` (the ``train`` section) on ``device``, with a model's hints applied.
 
     Args:
@@ -354,13 +365,17 @@ def build_recipe(tcfg: Any, device: torch.device, hints: Mapping[str, Any] | Rec
         device: where the model runs (AMP policy).
         hints: the model's declared needs: its spec's ``recipe`` mapping (``get_spec(name).recipe``), or
             :class:`RecipeHints`; None = defaults.
-        total_steps: optimizer steps of the whole run (schedules that follow training progress, e.g. ``reverse``).
+        total_steps: optimizer steps of the whole run: resolves ``train.ss_decay_fraction`` into the recipe's
+            ``ss_decay_steps`` (:func:`ss_decay_steps`) and paces schedules that follow training progress
+            (``reverse``). None (profiling, no run) keeps ``ss_decay_steps``.
     """
     hints = RecipeHints.from_spec(hints)
+    if total_steps is not None and tcfg.ss_decay_fraction > 0:
+        tcfg = dataclasses.replace(tcfg, ss_decay_steps=ss_decay_steps(tcfg, total_steps))
     loss_fn(tcfg.loss)
     if hints.sampling not in SAMPLING_SCHEDULES:
         raise ConfigError(f"sampling schedule {hints.sampling!r} is not registered; one of "
                           f"{', '.join(sorted(SAMPLING_SCHEDULES))}")
     amp_dtype, use_scaler = amp_settings(tcfg.amp, device)
     return Recipe(tcfg, tcfg.loss, SAMPLING_SCHEDULES[hints.sampling], amp_dtype, use_scaler,
-                  dict(hints.aux_loss_weights), int(total_steps), hints.sampling)
+                  dict(hints.aux_loss_weights), int(total_steps or 0), hints.sampling)

@@ -108,6 +108,18 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.allow_tf32 = True
 
 
+def plan_steps(tcfg: Any, n_train: int, dinfo: DistInfo) -> tuple[int, int, int, int]:
+    """``(per-process batch, global batch, steps per epoch, total steps)`` of a run over ``n_train`` training
+    sequences on ``dinfo.world_size`` processes (``train.max_steps`` caps the total)."""
+    try:
+        batch, global_batch = tcfg.effective_batch(dinfo.world_size)
+    except ValueError as exc:
+        raise ConfigError(f"train.{exc}") from exc
+    steps_per_epoch = len(epoch_batches(n_train, batch, 0, dinfo, tcfg.seed))
+    total = tcfg.epochs * steps_per_epoch
+    return batch, global_batch, steps_per_epoch, min(total, tcfg.max_steps) if tcfg.max_steps else total
+
+
 class Trainer:
     """One training run: built from the config (:meth:`__init__`), run by :meth:`fit` epoch by epoch."""
 
@@ -124,17 +136,11 @@ class Trainer:
         seed_everything(tcfg.seed, tcfg.deterministic, device)
         self.train_ds, self.val_ds = VideoDataset(data_dir, "train"), VideoDataset(data_dir, "val")
         self.t_total = mcfg.input_frames + mcfg.output_frames
-        try:
-            self.batch, self.global_batch = tcfg.effective_batch(dinfo.world_size)
-        except ValueError as exc:
-            raise ConfigError(f"train.{exc}") from exc
+        self.batch, self.global_batch, self.steps_per_epoch, self.total_steps = plan_steps(
+            tcfg, len(self.train_ds), dinfo)
         self.lr = tcfg.scaled_lr(self.global_batch)
         net = build_model(dataclasses.replace(mcfg, channels_last=True) if tcfg.channels_last else mcfg).to(device)
         opt = build_optimizer(net.parameters(), tcfg, self.lr)
-        self.steps_per_epoch = len(epoch_batches(len(self.train_ds), self.batch, 0, dinfo, tcfg.seed))
-        self.total_steps = tcfg.epochs * self.steps_per_epoch
-        if tcfg.max_steps:
-            self.total_steps = min(self.total_steps, tcfg.max_steps)
         self.recipe = build_recipe(tcfg, device, get_spec(mcfg.name).recipe, self.total_steps)  # model's needs
         self.state = TrainState(net, opt, build_scheduler(opt, tcfg, self.lr, self.total_steps),
                                 self.recipe.grad_scaler(device))

