@@ -6,7 +6,8 @@ charts, with one MLflow parent run and one nested child run per model.
     mslstm compare --data-dir artifacts/dataset                       # every registered model (flat and MS-)
     mslstm compare --models predrnn,mspredrnn,trajgru,mstrajgru
     mslstm compare --tag paper                                        # = mslstm ablation
-    mslstm --params configs/paper.yaml compare --models convlstm,smslstm   # another experiment's config
+    mslstm --params configs/kth.yaml compare --models convlstm,smslstm --data-dir artifacts/kth
+                                                     # any experiment of `mslstm experiments` (its data prepared)
 """
 from __future__ import annotations
 
