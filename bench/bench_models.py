@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CONFIGS = {
     "reference": {},
     "small": {"patch_size": 4, "hidden": 16},
+    # the embedded default of params.yaml (what `mslstm compare` trains): 64x64 as 16x16x16, 4 layers
+    "params": {"patch_size": 4, "hidden": 16, "layers": 4, "scales": (1, 2, 2, 1)},
 }
 AMPS = ("none", "bf16", "fp16")
 
@@ -59,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "and get slower; 0 = torch's choice)")
     p.add_argument("--models", default="", help="comma-separated registered models (default: every model)")
     p.add_argument("--tag", default=None, help="every model with this registry tag (e.g. paper)")
-    p.add_argument("--configs", default="small,reference", help="comma-separated subset of small,reference")
+    p.add_argument("--configs", default="small,reference",
+                   help="comma-separated subset of small,reference,params (params: the params.yaml model)")
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
     p.add_argument("--_row", help=argparse.SUPPRESS)  # internal: run one row in this process, print JSON
     return p.parse_args(argv)
