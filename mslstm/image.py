@@ -83,13 +83,8 @@ def image_exists(ref: str) -> bool:
 
 def image_size(ref: str) -> int:
     """Uncompressed size of a local image in bytes (all layers)."""
-    out = _run(["buildah", "images", "--json", ref]).stdout
-    import json
-
-    images = json.loads(out)
-    if not images:
-        raise ImageError(f"{ref}: no such local image")
-    return int(images[0]["size"])
+    require_tools("podman")
+    return int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", ref]).stdout.strip())
 
 
 def debian_base(suite: str = DEBIAN_SUITE, packages: Sequence[str] = DEBIAN_PACKAGES,
@@ -166,7 +161,9 @@ def build_args_and_mounts(find_links: Sequence[str] = (), extra_index_urls: Sequ
         if local:
             if not Path(local).is_dir():
                 raise ImageError(f"{url}: not a folder")
-            mounts.append(f"{local}:{local}:ro")
+            # a PEP 503 index ``<root>/simple`` links its files relative to it (``../../files``): mount the root
+            root = Path(local).parent if Path(local).name == "simple" else Path(local)
+            mounts.append(f"{root}:{root}:ro")
     if find_links:
         args["PIP_FIND_LINKS"] = " ".join(str(Path(d).resolve()) for d in find_links)
     if extra_index_urls:
