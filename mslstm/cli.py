@@ -26,6 +26,7 @@ COMMANDS = (
     "predict",
     "ablation",
     "pipeline",
+    "image",
 )
 
 log = logging.getLogger("mslstm")

@@ -220,7 +220,7 @@ def build_image(context: str | Path, tag: str, base: str | None = None, find_lin
 def run_in_image(image: str, command: Sequence[str], mounts: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  workdir: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``command`` in a fresh container of ``image`` (``buildah from`` + ``buildah run --isolation chroot``),
-    as the image's user, with the host's network (services on 127.0.0.1 are reachable); the container is removed.
+    as the image's user, with the host's network and hostname (services on 127.0.0.1 are reachable); the container is removed.
 
     Args:
         image: local image reference.
@@ -237,7 +237,8 @@ def run_in_image(image: str, command: Sequence[str], mounts: Sequence[str] = (),
     name = f"mslstm-run-{uuid.uuid4().hex[:10]}"
     _run(["buildah", "from", "--pull-never", "--name", name, image], timeout=300)
     try:
-        cmd = ["buildah", "run", "--isolation", ISOLATION, "--network", "host"]
+        # the host's network and hostname: torchrun/gloo resolve the hostname (a random one is not in /etc/hosts)
+        cmd = ["buildah", "run", "--isolation", ISOLATION, "--network", "host", "--uts", "host"]
         for m in mounts:
             cmd += ["-v", m]
         for k, v in (env or {}).items():
