@@ -258,7 +258,13 @@ def test_image_builds_and_runs_every_component(tmp_path, s3_bucket, s3_env):
         node_env = {e["name"]: e["value"] for e in manifest["spec"]["trainer"]["env"] if "value" in e}
         node_env.update({k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                                     "AWS_ENDPOINT_URL")})
-        node_env.update(env, PET_NNODES="1", PET_NODE_RANK="0", PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT="0")
+        # a free port as the runtime gives one (port 0 makes the rendezvous hang under chroot isolation)
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        node_env.update(env, PET_NNODES="1", PET_NODE_RANK="0", PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(port))
         t0 = time.monotonic()
         proc = run_in_image(tag, command, mounts=[f"{work}:{work}"], env=node_env, workdir=str(work))
         print(f"TrainJob node (torchrun x2): {time.monotonic() - t0:.0f} s in the image", file=sys.stderr)
