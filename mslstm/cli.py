@@ -27,6 +27,7 @@ COMMANDS = (
     "predict",
     "ablation",
     "pipeline",
+    "image",
 )
 
 log = logging.getLogger("mslstm")
