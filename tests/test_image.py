@@ -46,7 +46,7 @@ def _executor_images(spec: dict) -> dict[str, str]:
 @pytest.mark.parametrize("ablation", [False, True])
 def test_compiled_tasks_name_the_versioned_image(tmp_path, ablation):
     """The default image tag is the project's version (pyproject.toml): no hand-edited tag to drift."""
-    from mslstm.commands.pipeline import compile_pipeline
+    from pipelines.runner import compile_pipeline
     from mslstm.config import load_config
 
     cfg = load_config(ROOT / "params.yaml")
@@ -154,7 +154,7 @@ def test_image_builds_and_runs_every_component(tmp_path, s3_bucket, s3_env):
     from kfp.pipeline_spec import pipeline_spec_pb2
 
     from mslstm import __version__
-    from mslstm.commands.pipeline import compile_pipeline
+    from pipelines.runner import compile_pipeline
     from mslstm.config import load_config
     from mslstm.image import DEBIAN_BASE, build_image, host_pip_sources, image_size, run_in_image
     from pipelines.remote import download_dir, upload_dir
