@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test bench lint clean-artifacts
+.PHONY: install run test bench lint clean-artifacts image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_train.py
+
+# The project image without a Docker daemon (buildah); tag = pipeline.image (the project version).
+#   make image                                  the CUDA default base
+#   make image IMAGE_ARGS="--base debian --host-wheels"    local Debian base, this machine's CPU torch wheel
+IMAGE_ARGS ?=
+image: $(STAMP)
+	$(BIN)/mslstm image build $(IMAGE_ARGS)
 
 clean-artifacts:
 	rm -rf artifacts

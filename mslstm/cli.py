@@ -29,6 +29,7 @@ COMMANDS = (
     "compare",
     "layers",
     "pipeline",
+    "image",
 )
 
 log = logging.getLogger("mslstm")

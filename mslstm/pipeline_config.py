@@ -17,12 +17,22 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(e[0-9]+|[EPTGMK]i?|k)?$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+def image_with_version(image: str) -> str:
+    """``registry/name`` -> ``registry/name:<project version>``; a reference with a tag or digest is kept."""
+    from mslstm import __version__
+
+    if "@" in image or ":" in image.rsplit("/", 1)[-1]:
+        return image
+    return f"{image}:{__version__}"
+
+
 @dataclass
 class PipelineConfig:
     """Kubeflow pipeline settings (see docs/pipelines.md)."""
 
-    #: Project image built from the Dockerfile; every component runs from it (``base_image``).
-    image: str = "ghcr.io/mslstm/mslstm-pipeline:0.1.0"
+    #: Project image built from the Dockerfile; every component runs from it (``base_image``). Without a tag
+    #: (or digest) the tag is the project's version (``mslstm.__version__``, from pyproject.toml).
+    image: str = "ghcr.io/mslstm/mslstm-pipeline"
     #: Pipeline name in the KFP UI (lowercase letters, digits, dashes).
     name: str = "mslstm-training"
     #: Experiment that ``mslstm pipeline submit`` files runs under.
@@ -70,6 +80,7 @@ class PipelineConfig:
     def validate(self) -> None:
         if not self.image.strip() or any(c.isspace() for c in self.image):
             raise ValueError(f"image: must be an image reference like registry/name:tag (got {self.image!r})")
+        self.image = image_with_version(self.image)
         for key in ("name", "experiment", "mlflow_secret", "s3_secret", "namespace", "trainer_runtime"):
             value = getattr(self, key)
             if not _NAME.match(value):
