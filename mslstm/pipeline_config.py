@@ -77,6 +77,10 @@ class PipelineConfig:
     #: Seconds to wait for a TrainJob before the train task fails.
     trainjob_timeout_s: int = 86400
 
+    def __post_init__(self) -> None:
+        if self.image.strip() and not any(c.isspace() for c in self.image):
+            self.image = image_with_version(self.image)
+
     def validate(self) -> None:
         if not self.image.strip() or any(c.isspace() for c in self.image):
             raise ValueError(f"image: must be an image reference like registry/name:tag (got {self.image!r})")

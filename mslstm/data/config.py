@@ -73,14 +73,14 @@ class DataConfig:
     layout: Literal["NTHW", "NTCHW", "NTHWC", "TNHW"] = "NTHW"
     value_range: Optional[tuple[float, float]] = None
     canvas_size: int = 64
-    num_digits: int = 2
+    num_digits: int = 1
     digit_size: int = 28
     input_frames: int = 10
     output_frames: int = 10
     speed_range: tuple[float, float] = (2.0, 5.0)
     mnist_recipe: Literal["standard", "authors"] = "standard"
     seed: int = 42
-    train_sequences: int = 1024
+    train_sequences: int = 2048
     val_sequences: int = 32
     test_sequences: int = 32
     pool_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
