@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mslstm.data.sources import BuildContext, DataSource, register_source, write_split_chunks
+from mslstm.data.sources import BuildContext, DataSource, register_source, split_nbytes, write_split_chunks
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     else:
         pool = resize_digits(read_digit_pool(ctx.raw["raw_dir"], d.source), d.digit_size)
     parts = split_pool(pool.shape[0], d.pool_fractions, d.seed)
+    ctx.require_space(sum(split_nbytes((d.split_sizes[s], d.total_frames, 1, d.canvas_size, d.canvas_size), np.uint8)
+                          for s in SPLITS))
     infos = {}
     for stream, split in enumerate(SPLITS):
         n = d.split_sizes[split]
