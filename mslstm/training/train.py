@@ -80,7 +80,8 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
         check_dataset_matches(cfg.model, read_meta(data_dir), data_dir, ("train", "val"), error=ConfigError)
         ckpointer = Checkpointer(out_dir, cfg.train.checkpoint_every_steps, dinfo.is_main)
         # a bad last.pt stops here: nothing is written and no MLflow run is opened
-        payload = ckpointer.load_last(cfg.model) if resume or restart_count() > 0 else None
+        resuming = resume or restart_count() > 0
+        payload = ckpointer.load_last(cfg.model) if resuming else None
         if payload is not None:  # weights that do not fit (same config, changed code) stop here too
             from model import build_model
 
@@ -88,7 +89,7 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
         if dinfo.is_main:  # a read-only or full output folder: one error line before any work
             ensure_writable_dir(out_dir)
         with sigterm_as_exception(dinfo.is_main), start_run(cfg, out_dir, data_dir=data_dir, enabled=dinfo.is_main,
-                                                             resume=payload is not None) as tracker:
+                                                             resume=resuming) as tracker:
             trainer = Trainer(cfg, data_dir, out_dir, dinfo, ckpointer, tracker)
             if payload is not None:
                 ckpointer.restore(trainer.state, payload, trainer.global_batch, dinfo.is_main)
