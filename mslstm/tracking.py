@@ -15,6 +15,10 @@ With ``out_dir`` the run's identity goes to ``<out_dir>/run.json`` (``{"run_id",
 (``enabled=False`` elsewhere gives a tracker whose methods do nothing); ``tracking.enabled: false`` turns tracking
 off unless a step cannot work without it (``force=True``: the registry).
 
+A SQLite store is created / upgraded once under a file lock before MLflow opens it (:func:`prepare_store`), so
+runs starting together on a new ``mlflow.db`` are all recorded. A continued run drops metric points at steps it
+already holds (:meth:`Tracker.skip_logged_steps`): the steps a resume replays are logged once.
+
 How a run ends: FINISHED; FAILED when the block raises (also SIGTERM, which becomes ``SystemExit`` while the run
 is open); KILLED on Ctrl-C. A SIGKILL cannot be caught: the run stays RUNNING until a resume finishes it.
 
