@@ -94,6 +94,35 @@ def training(i: int, uri: str, tmp: Path, rng: random.Random, kill_prob: float, 
     stats["unfinished"] += 1
 
 
+def analyse(tmp: Path, where: dict[int, str], stores: dict[str, str]) -> tuple[int, int, int]:
+    """(trainings whose run is FINISHED in its store, runs left RUNNING in any store, checkpoints failing to load).
+    The server's runs are read from its SQLite backend directly (works after the server is gone)."""
+    import mlflow
+
+    from mslstm.errors import CheckpointError
+    from mslstm.training.checkpoint import load_checkpoint
+
+    recorded, running = 0, 0
+    for name, uri in stores.items():
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name("soak")
+        runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+        running += sum(r.info.status == "RUNNING" for r in runs)
+        status = {r.info.run_id: r.info.status for r in runs}
+        for i, n in where.items():
+            info = tmp / f"train{i:02d}" / "run.json"
+            if n == name and info.is_file() and status.get(json.loads(info.read_text())["run_id"]) == "FINISHED":
+                recorded += 1
+    bad_ckpt = 0
+    for i in where:
+        for f in ("last.pt", "best.pt"):
+            try:
+                load_checkpoint(tmp / f"train{i:02d}" / f)
+            except CheckpointError:
+                bad_ckpt += 1
+    return recorded, running, bad_ckpt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20, help="trainings (started two at a time)")
@@ -102,11 +131,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    import mlflow
-
     from mslstm.data.dataset import write_dataset
-    from mslstm.errors import CheckpointError
-    from mslstm.training.checkpoint import load_checkpoint
 
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="mslstm-soak-"))
@@ -135,27 +160,14 @@ def main() -> None:
             for t in threads:
                 t.join()
             print(f"pair {pair // 2 + 1} ({name}) done, {stats['kills']} kills so far", flush=True)
-        recorded, running = 0, 0
-        for name, uri in stores.items():
-            client = mlflow.MlflowClient(uri)
-            exp = client.get_experiment_by_name("soak")
-            runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
-            running += sum(r.info.status == "RUNNING" for r in runs)
-            status = {r.info.run_id: r.info.status for r in runs}
-            for i, n in where.items():
-                info = tmp / f"train{i:02d}" / "run.json"
-                if n == name and info.is_file() and status.get(json.loads(info.read_text())["run_id"]) == "FINISHED":
-                    recorded += 1
-        bad_ckpt = 0
-        for i in where:
-            for f in ("last.pt", "best.pt"):
-                try:
-                    load_checkpoint(tmp / f"train{i:02d}" / f)
-                except CheckpointError:
-                    bad_ckpt += 1
+        recorded, running, bad_ckpt = analyse(tmp, where, {**stores, "server": f"sqlite:///{tmp / 'server.db'}"})
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
     wall = time.time() - t0
     print(f"runs recorded / runs started: {recorded}/{args.runs}")
     print(f"runs left RUNNING: {running}")
