@@ -52,6 +52,11 @@ def env(uri: str) -> dict:
 
 
 def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """``mlflow server --workers 2`` on a SQLite backend that :func:`mslstm.tracking.prepare_store` created first
+    (its workers race on a new database's schema exactly like two trainings do)."""
+    from mslstm.tracking import prepare_store
+
+    prepare_store(f"sqlite:///{tmp / 'server.db'}")
     port = free_port()
     mlflow_bin = str(Path(PY).with_name("mlflow"))
     log = open(tmp / "server.log", "w")
@@ -68,6 +73,8 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
                     return proc, url
         except OSError:
             time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     raise RuntimeError(f"mlflow server did not start:\n{(tmp / 'server.log').read_text()[-2000:]}")
 
 

@@ -106,7 +106,8 @@ class TrainConfig:
             if v < 0:
                 raise ValueError(f"{key}: must be >= 0 (got {v})")
         if not (math.isfinite(self.collective_timeout) and self.collective_timeout > 0):
-            raise ValueError(f"collective_timeout: must be a positive number of seconds (got {self.collective_timeout})")
+            raise ValueError(
+                f"collective_timeout: must be a positive number of seconds (got {self.collective_timeout})")
         if self.log_every_steps < 1:
             raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
         if not (math.isfinite(self.lr) and self.lr > 0):

@@ -4,8 +4,10 @@ When ``WORLD_SIZE > 1`` (set by ``torchrun``) :func:`setup_distributed` initiali
 torchrun environment (NCCL on CUDA, gloo on CPU); :func:`teardown_distributed` destroys it again when it was made
 here. Collectives wait at most ``train.collective_timeout`` seconds; every rank bumps a counter in the rendezvous
 store from a :class:`Heartbeat` thread, so that when a collective times out the error names the rank(s) whose
-counter stopped (a worker stopped with SIGSTOP, hung in I/O or swapped out): :func:`collective_error`. Each epoch's order is a ``DistributedSampler`` permutation of (seed, epoch) (:func:`epoch_batches`), so N
-processes with per-process batch b see exactly the sequences one process with batch N*b sees.
+counter stopped (a worker stopped with SIGSTOP, hung in I/O or swapped out): :func:`collective_error`.
+
+Each epoch's order is a ``DistributedSampler`` permutation of (seed, epoch) (:func:`epoch_batches`), so N processes
+with per-process batch b see exactly the sequences one process with batch N*b sees.
 """
 from __future__ import annotations
 
