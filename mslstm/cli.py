@@ -79,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MSLSTMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk / read-only folder that no step mapped itself: still one line, exit 2
+        from mslstm.io import output_error
+
+        err = output_error(exc.filename or "output", exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -31,3 +31,12 @@ class CheckpointError(MSLSTMError):
 
 class RegistryError(MSLSTMError):
     """An MLflow Model Registry operation failed."""
+
+
+class OutputError(MSLSTMError):
+    """An output file or folder cannot be written: disk full, read-only mount, no permission (message names the
+    path and, for a full disk, the bytes needed and free)."""
+
+
+class DistributedError(MSLSTMError):
+    """A distributed collective failed or timed out (message names the rank that stopped answering)."""

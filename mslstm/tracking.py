@@ -15,6 +15,10 @@ With ``out_dir`` the run's identity goes to ``<out_dir>/run.json`` (``{"run_id",
 (``enabled=False`` elsewhere gives a tracker whose methods do nothing); ``tracking.enabled: false`` turns tracking
 off unless a step cannot work without it (``force=True``: the registry).
 
+A SQLite store is created / upgraded once under a file lock before MLflow opens it (:func:`prepare_store`), so
+runs starting together on a new ``mlflow.db`` are all recorded. A continued run drops metric points at steps it
+already holds (:meth:`Tracker.skip_logged_steps`): the steps a resume replays are logged once.
+
 How a run ends: FINISHED; FAILED when the block raises (also SIGTERM, which becomes ``SystemExit`` while the run
 is open); KILLED on Ctrl-C. A SIGKILL cannot be caught: the run stays RUNNING until a resume finishes it.
 
@@ -121,11 +125,46 @@ def absolute_sqlite_uri(uri: str) -> str:
     return uri
 
 
+_PREPARED: set[str] = set()
+
+
+def prepare_store(uri: str) -> None:
+    """Create / upgrade a SQLite store once, under an exclusive file lock (``<db>.lock``), before MLflow opens it.
+
+    MLflow creates its tables and runs its migrations on first use without any lock, so two runs starting together
+    on a new ``mlflow.db`` crash (``table experiments already exists``, ``duplicate column name``). Here the first
+    process builds the schema while the others wait; then they all find it complete. Other URIs: nothing to do.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri in _PREPARED:
+        return
+    path = uri[len(prefix):].split("?", 1)[0]
+    if not path or ":memory:" in path:
+        return
+    import fcntl
+
+    import mlflow
+
+    from mslstm.io import writing
+
+    db = Path(path)
+    with writing(db):
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{db}.lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates / migrates
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    _PREPARED.add(uri)
+
+
 def connect(cfg: Any = None, run_info: Mapping[str, Any] | None = None) -> tuple[str, Any]:
     """Point MLflow at :func:`resolve_tracking_uri` and return ``(uri, MlflowClient)`` (registry operations)."""
     import mlflow
 
     uri = resolve_tracking_uri(cfg, run_info)
+    prepare_store(uri)
     mlflow.set_tracking_uri(uri)
     return uri, mlflow.MlflowClient()
 
@@ -243,6 +282,20 @@ class Tracker:
         self.run = run
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
+        self.logged_steps: dict[str, int] = {}  # key -> last step already in the run (continued runs)
+
+    def skip_logged_steps(self) -> None:
+        """Remember the last step of every metric already in the run: :meth:`log_metrics` then drops points at or
+        before it, so that the steps a resume replays (since the last checkpoint) are not logged twice."""
+        if not self.enabled:
+            return
+        import mlflow
+
+        client = mlflow.MlflowClient(self.tracking_uri)
+        for key in client.get_run(self.run_id).data.metrics:
+            steps = [m.step for m in client.get_metric_history(self.run_id, key)]
+            if steps:
+                self.logged_steps[key] = max(steps)
 
     @property
     def run_id(self) -> str | None:
@@ -284,6 +337,10 @@ class Tracker:
             return
         import mlflow
 
+        if step is not None and self.logged_steps:
+            metrics = {k: v for k, v in metrics.items() if step > self.logged_steps.get(k, -1)}
+            if not metrics:
+                return
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, synchronous=synchronous)
 
     def log_metric_series(self, points: Iterable[tuple[str, float, int]]) -> None:
@@ -421,6 +478,7 @@ def open_run(
     if run_id is None and run_info and run_info.get("run_id"):
         run_id = str(run_info["run_id"])
     uri = resolve_tracking_uri(cfg, run_info)
+    prepare_store(uri)
     mlflow.set_tracking_uri(uri)
     active = mlflow.active_run()
     if active is not None and not nested:  # a caller's run: log into it, leave ending it to the caller
@@ -479,6 +537,8 @@ def start_run(
     tags = run_tags(data_dir) if enabled and tracking_enabled(cfg) else None
     with open_run(cfg, run_info=run_info, out_dir=out_dir, tags=tags, enabled=enabled,
                   system_metrics=bool(getattr(_section(cfg), "system_metrics", False))) as tracker:
+        if run_info is not None:
+            tracker.skip_logged_steps()
         tracker.log_params(cfg.flat() if hasattr(cfg, "flat") else {})
         yield tracker
 

@@ -20,6 +20,7 @@ from mslstm.data.dataset import write_meta
 from mslstm.data.raw import dvc_hash, ensure_raw_data, replace_dir
 from mslstm.data.sources import BuildContext, get_source
 from mslstm.errors import DataError
+from mslstm.io import FULL_OR_READONLY, writing
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +54,26 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
                         f"use a multiple of {factor}")
     tracked = source.pool_dir is not None or _inside(d.path, d.raw_dir)
     raw = ensure_raw_data(d) if tracked else None
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    with writing(out_dir):  # read-only / no permission: one line naming the folder
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; the folder is renamed into place as is
     try:
-        path = _local_source(d.path, staging, d.s3_endpoint_url or None) if d.path else None
-        if raw is None and path is None:  # a source that needs no raw data (pure synthesis)
-            raw = {"raw_dir": None, "raw_hash": "", "how": "none"}
-        elif raw is None:  # the user's file or folder outside the DVC-tracked folder: record its own DVC md5
-            if not path.exists():
-                raise DataError(f"{d.path}: file not found")
-            raw = {"raw_dir": None, "raw_hash": dvc_hash(path)["md5"], "how": "external"}
-        meta = source.build(BuildContext(data=d, staging=staging, raw=raw, path=path, size_factor=factor,
-                                         size_why=why))
-        write_meta(staging, meta)
-        shutil.rmtree(staging / ".source", ignore_errors=True)
-        replace_dir(staging, out_dir)
+        # a full disk while a source writes (also one whose size is not known in advance): one line naming the
+        # folder; the staging folder goes in every case
+        with writing(out_dir, codes=FULL_OR_READONLY):
+            path = _local_source(d.path, staging, d.s3_endpoint_url or None) if d.path else None
+            if raw is None and path is None:  # a source that needs no raw data (pure synthesis)
+                raw = {"raw_dir": None, "raw_hash": "", "how": "none"}
+            elif raw is None:  # the user's file or folder outside the DVC-tracked folder: record its own DVC md5
+                if not path.exists():
+                    raise DataError(f"{d.path}: file not found")
+                raw = {"raw_dir": None, "raw_hash": dvc_hash(path)["md5"], "how": "external"}
+            meta = source.build(BuildContext(data=d, staging=staging, raw=raw, path=path, size_factor=factor,
+                                             size_why=why, out_dir=out_dir))
+            write_meta(staging, meta)
+            shutil.rmtree(staging / ".source", ignore_errors=True)
+            replace_dir(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mslstm.errors import CheckpointError
-from mslstm.io import atomic_path, require_file
+from mslstm.errors import CheckpointError, OutputError
+from mslstm.io import atomic_path, free_bytes, require_file, require_free_space
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,40 @@ def find_checkpoint(folder: str | os.PathLike) -> Path:
     raise CheckpointError(f"{d}: no {' or '.join(CHECKPOINT_NAMES)} in this folder; train into it first")
 
 
+def payload_nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a payload (nested dicts/lists): a lower bound of the checkpoint's size."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(payload_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_nbytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (``format_version`` is filled in when missing)."""
+    """Write ``payload`` to ``path`` atomically (``format_version`` is filled in when missing).
+
+    A full disk is an :class:`~mslstm.errors.OutputError` naming the file, the bytes needed and free, raised before
+    writing when the tensors alone do not fit, else when the write fails (torch reports it as an ``unexpected pos``
+    RuntimeError); the previous file at ``path`` stays as it was.
+    """
     path = Path(path)
     data = dict(payload)
     data.setdefault("format_version", FORMAT_VERSION)
+    needed = payload_nbytes(data)
+    require_free_space(path, needed, "the checkpoint")
     with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+        try:
+            torch.save(data, tmp)
+        except RuntimeError as exc:  # torch's zip writer turns a failed write (ENOSPC) into a RuntimeError
+            free = free_bytes(path)
+            text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            if free < max(needed, 1) * 2 or "unexpected pos" in text or "write" in text.lower():
+                raise OutputError(f"{path}: writing the checkpoint failed, the disk is (nearly) full: needs at least "
+                                  f"{needed:,} bytes, {free:,} free ({text}); free some space and resume with "
+                                  "--resume") from exc
+            raise
     log.debug("checkpoint written: %s", path)
     return path
 
@@ -124,20 +151,9 @@ def load_checkpoint(
                         " (0 bytes); the write was interrupted, use another file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = _unpickler_reason(str(exc))
-        if "global" in reason.lower() or "reduce" in reason.lower():
-            raise CheckpointError(
-                f"{path}: refused, the file holds pickled objects/code that weights_only loading does not allow "
-                f"({reason[:200]}); only load checkpoints written by `mslstm train`"
-            ) from exc
-        raise CheckpointError(f"{path}: corrupt checkpoint, not readable with weights_only ({reason[:200]})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
-            AttributeError, ImportError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint, torch.load failed: {type(exc).__name__}: {first[:200]}"
-        ) from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
+            TypeError, AttributeError, ImportError, IndexError) as exc:
+        _raise_load_error(path, exc)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not an mslstm checkpoint (holds a {type(payload).__name__}, not a dict)")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
@@ -156,14 +172,105 @@ def load_checkpoint(
     return payload
 
 
+# modules a checkpoint's pickle may name: tensors, their storages and containers (anything else is code)
+SAFE_PICKLE_MODULES = ("torch", "collections", "_codecs", "numpy", "math")
+
+
+def pickled_code(path: str | os.PathLike) -> list[str]:
+    """The callables a checkpoint's pickle names outside tensors and containers (e.g. ``posix.system``), read with
+    :mod:`pickletools` (nothing is executed); [] when there are none or the file cannot be parsed.
+
+    This is how a refusal is explained whatever words ``torch.load`` uses for it (they differ between torch
+    versions and between ``GLOBAL`` and ``STACK_GLOBAL`` pickles)."""
+    import io
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                blob = zf.read(name) if name else b""
+        else:
+            with open(path, "rb") as fh:
+                blob = fh.read(64 * 2**20)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return []
+    found: list[str] = []
+    pos = 0
+    while pos < len(blob):  # legacy torch files hold several pickles back to back
+        strings: list[str] = []
+        end = None
+        try:
+            stream = io.BytesIO(blob[pos:])
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING",
+                               "BINSTRING", "SHORT_BINSTRING"):
+                    strings.append(str(arg))
+                elif op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name == "STOP":
+                    end = stream.tell()
+                    break
+        except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError):
+            break
+        if end is None:
+            break
+        pos += end
+    return [g for g in dict.fromkeys(found) if g.split(".", 1)[0] not in SAFE_PICKLE_MODULES]
+
+
+def _raise_load_error(path: Path, exc: BaseException) -> None:
+    """The one-line CheckpointError for a failed ``torch.load``: "holds code" when the pickle names callables, else
+    corrupt/truncated with torch's reason (never its advice to retry with ``weights_only=False``)."""
+    code = pickled_code(path)
+    if code:
+        raise CheckpointError(
+            f"{path}: refused, the file holds code (a pickled call to {', '.join(code[:3])}) that is never "
+            "loaded or run; only load checkpoints written by `mslstm train`"
+        ) from exc
+    if isinstance(exc, pickle.UnpicklingError):
+        raise CheckpointError(f"{path}: corrupt checkpoint, not a weights-only file ({_unpickler_reason(str(exc))}); "
+                              "only load checkpoints written by `mslstm train`") from exc
+    first = _unpickler_reason(str(exc)) if str(exc).strip() else type(exc).__name__
+    raise CheckpointError(
+        f"{path}: corrupt or truncated checkpoint, torch.load failed: {type(exc).__name__}: {first[:200]}"
+    ) from exc
+
+
 def _unpickler_reason(message: str) -> str:
-    """The one useful line of torch's weights_only error (e.g. ``Unsupported global: GLOBAL builtins.open``)."""
+    """The one useful line of torch's weights_only error (e.g. ``Unsupported operand 149``), without torch's advice
+    to load the file with ``weights_only=False`` (never to be followed for a file that failed this check)."""
     lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
     for i, ln in enumerate(lines):
         if "WeightsUnpickler error:" in ln:
             rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
-            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
-    return lines[0] if lines else "unpickling failed"
+            if rest:
+                return rest[:200]
+            lines = lines[i + 1:]
+            break
+    useful = [ln for ln in lines if "weights_only" not in ln.replace(" ", "_").lower() and "Weights only" not in ln
+              and not ln.startswith(("Check the documentation", "Please file an issue", "(1)", "(2)"))]
+    return useful[0][:200] if useful else "the pickle holds something other than tensors and containers"
+
+
+def check_weights(path: str | os.PathLike, state: Mapping[str, Any], model: nn.Module) -> None:
+    """Raise CheckpointError naming the mismatched keys/shapes when ``state`` (a state dict) does not fit ``model``
+    (e.g. a checkpoint from before a code change, with the same model config)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(want[k].shape)}" for k in want
+              if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(want[k].shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape checkpoint vs model", shapes)):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            parts.append(f"{label}: {', '.join(items[:3])}{more}")
+    if parts:
+        raise CheckpointError(f"{path}: weights do not fit the model built from this config ({'; '.join(parts)}); "
+                              "the code changed since the checkpoint was written: train anew into another folder")
 
 
 def model_config_of(path: str | os.PathLike, payload: Mapping[str, Any]):

@@ -30,6 +30,7 @@ from mslstm.errors import CheckpointError
 from mslstm.training.checkpoint import (
     FORMAT_VERSION,
     capture_rng_state,
+    check_weights,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -96,6 +97,11 @@ class Checkpointer:
             log.warning("%s: no checkpoint to resume from; starting a new training", self.last_path)
             return None
         return load_checkpoint(self.last_path, expected_model_config=expected_model_config)
+
+    def check_fits(self, payload: Mapping[str, Any], model: nn.Module) -> None:
+        """Raise CheckpointError (naming keys and shapes) when the payload's weights do not fit ``model``; called
+        before anything is written or an MLflow run is touched."""
+        check_weights(self.last_path, payload["model"], model)
 
     def restore(self, state: TrainState, payload: Mapping[str, Any], global_batch: int, is_main: bool = True
                 ) -> None:

@@ -57,6 +57,9 @@ class TrainConfig:
         log_every_steps: console / progress-bar refresh period in steps.
         checkpoint_every_steps: also write ``last.pt`` every N steps (0 = only at the end of each epoch).
         device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
+        collective_timeout: seconds a distributed collective (all-reduce, barrier) may wait for the other ranks;
+            after that the job ends with an error naming the rank that stopped answering (a hung or stopped worker)
+            and the MLflow run is FAILED. Raise it when one step (or a validation) takes longer.
     """
 
     epochs: int = 4
@@ -91,6 +94,7 @@ class TrainConfig:
     log_every_steps: int = 10
     checkpoint_every_steps: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    collective_timeout: float = 300.0
 
     def validate(self) -> None:
         """Raise ``ValueError("key: reason and fix")`` on the first bad value."""
@@ -105,6 +109,9 @@ class TrainConfig:
             v = getattr(self, key)
             if v < 0:
                 raise ValueError(f"{key}: must be >= 0 (got {v})")
+        if not (math.isfinite(self.collective_timeout) and self.collective_timeout > 0):
+            raise ValueError(
+                f"collective_timeout: must be a positive number of seconds (got {self.collective_timeout})")
         if self.log_every_steps < 1:
             raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
         if not (math.isfinite(self.lr) and self.lr > 0):

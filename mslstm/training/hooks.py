@@ -4,9 +4,10 @@
   ``SystemExit(128 + SIGTERM)`` while the block runs, so that ``finally`` blocks run and the MLflow run is ended
   (see :mod:`mslstm.tracking`) instead of being left RUNNING.
 - :func:`fault_hook`: fault injection for the tests. ``MSLSTM_FAULT_STEP=N [MSLSTM_FAULT_RANK=r]
-  [MSLSTM_FAULT_MODE=kill|term|exit|raise]`` makes rank r fail right after optimizer step N, in the first torchrun
+  [MSLSTM_FAULT_MODE=kill|term|exit|raise|stop]`` makes rank r fail right after optimizer step N, in the first torchrun
   attempt only (``TORCHELASTIC_RESTART_COUNT`` unset or 0): kill = SIGKILL (default), term = SIGTERM,
-  exit = ``os._exit(17)``, raise = RuntimeError. Does nothing unless the variable is set.
+  exit = ``os._exit(17)``, raise = RuntimeError,
+  stop = SIGSTOP (a hung worker: the process stays, stops answering). Does nothing unless the variable is set.
 """
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def fault_hook(step: int, rank: int) -> None:
     log.warning("fault injection: rank %d dies after step %d (%s)", rank, step, mode)
     if mode == "raise":
         raise RuntimeError(f"fault injection at step {step}")
-    logging.shutdown()
+    if mode != "stop":
+        logging.shutdown()
     if mode == "exit":
         os._exit(17)
-    os.kill(os.getpid(), signal.SIGTERM if mode == "term" else signal.SIGKILL)
+    sig = {"term": signal.SIGTERM, "stop": signal.SIGSTOP}.get(mode, signal.SIGKILL)
+    os.kill(os.getpid(), sig)

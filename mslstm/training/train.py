@@ -28,12 +28,14 @@ import numpy as np
 import torch
 
 from mslstm.errors import ConfigError
+from mslstm.io import ensure_writable_dir
 from mslstm.training.checkpointer import Checkpointer, TrainState
 from mslstm.training.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
     batch_loader,
+    collective_error,
     epoch_batches,
     replica_max_abs_diff,
     restart_count,
@@ -71,22 +73,33 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
     from mslstm.tracking import start_run
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    dinfo = setup_distributed(cfg.train.device)
+    dinfo = setup_distributed(cfg.train.device, cfg.train.collective_timeout)
     det_before = torch.are_deterministic_algorithms_enabled()
     det_warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         check_dataset_matches(cfg.model, read_meta(data_dir), data_dir, ("train", "val"), error=ConfigError)
         ckpointer = Checkpointer(out_dir, cfg.train.checkpoint_every_steps, dinfo.is_main)
         # a bad last.pt stops here: nothing is written and no MLflow run is opened
-        payload = ckpointer.load_last(cfg.model) if resume or restart_count() > 0 else None
-        if dinfo.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
+        resuming = resume or restart_count() > 0
+        payload = ckpointer.load_last(cfg.model) if resuming else None
+        if payload is not None:  # weights that do not fit (same config, changed code) stop here too
+            from model import build_model
+
+            ckpointer.check_fits(payload, build_model(cfg.model))
+        if dinfo.is_main:  # a read-only or full output folder: one error line before any work
+            ensure_writable_dir(out_dir)
         with sigterm_as_exception(dinfo.is_main), start_run(cfg, out_dir, data_dir=data_dir, enabled=dinfo.is_main,
-                                                             resume=payload is not None) as tracker:
+                                                             resume=resuming) as tracker:
             trainer = Trainer(cfg, data_dir, out_dir, dinfo, ckpointer, tracker)
             if payload is not None:
                 ckpointer.restore(trainer.state, payload, trainer.global_batch, dinfo.is_main)
-            return trainer.fit()
+            try:
+                return trainer.fit()
+            except RuntimeError as exc:  # a hung / stopped / dead rank: one line naming it (the run ends FAILED)
+                err = collective_error(exc, dinfo)
+                if err is None:
+                    raise
+                raise err from exc
     finally:
         torch.use_deterministic_algorithms(det_before, warn_only=det_warn_before)
         teardown_distributed(dinfo)

@@ -32,7 +32,9 @@ input and runs ``prepare_data`` on it. ``tests/test_data_sources.py`` lists ever
 """
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import pkgutil
 import re
 import threading
@@ -58,6 +60,7 @@ class BuildContext:
         path: ``data.path`` as a local path (``s3://`` already downloaded), None when unset.
         size_factor: H and W must be multiples of this (the model's patch_size x largest scale).
         size_why: the reason, for error messages.
+        out_dir: the dataset folder the staging folder becomes (named in errors); None: ``staging``.
     """
 
     data: Any
@@ -66,6 +69,18 @@ class BuildContext:
     path: Optional[Path]
     size_factor: int
     size_why: str
+    out_dir: Optional[Path] = None
+
+    def require_space(self, nbytes: int) -> None:
+        """Fail before writing when the dataset's known size (``nbytes``, all splits) does not fit on the disk:
+        an ``OutputError`` naming the dataset folder, the bytes needed and the bytes free."""
+        from mslstm.io import free_bytes
+        from mslstm.errors import OutputError
+
+        free = free_bytes(self.staging)
+        if free < nbytes:
+            raise OutputError(f"{self.out_dir or self.staging}: not enough free space for the dataset: needs "
+                              f"{int(nbytes):,} bytes, {free:,} free; free some space or write elsewhere")
 
 
 @dataclass(frozen=True)
@@ -159,13 +174,30 @@ def get_source(name: str) -> DataSource:
 
 
 # ---------------------------------------------------------------------------------------------- helpers for build
+def split_nbytes(shape: Iterable[int], dtype: Any) -> int:
+    """Bytes of a ``.npy`` file of ``shape`` and ``dtype`` (data + a generous header allowance)."""
+    return int(np.prod([int(s) for s in shape], dtype=np.int64)) * np.dtype(dtype).itemsize + 4096
+
+
 def write_split_chunks(staging: Path, split: str, shape: tuple[int, ...], dtype: Any,
                        chunks: Iterable[np.ndarray]) -> dict[str, Any]:
     """Stream ``chunks`` (consecutive blocks of sequences) into ``staging/<split>.npy`` of ``shape`` (N, T, C, H, W)
-    through a memory map; return ``{"file", "shape"}`` for ``make_meta``. The chunks must fill it exactly."""
+    through a memory map; return ``{"file", "shape"}`` for ``make_meta``. The chunks must fill it exactly.
+
+    The file's blocks are allocated before it is mapped (``posix_fallocate``): a full disk is an ``OSError``
+    (ENOSPC) here, never a bus error (SIGBUS) while writing through the map."""
     from mslstm.errors import DataError
 
-    out = np.lib.format.open_memmap(staging / f"{split}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+    path = staging / f"{split}.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as fh:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # file systems without fallocate: go on
+                    del out
+                    raise
     pos = 0
     for block in chunks:
         out[pos:pos + block.shape[0]] = block

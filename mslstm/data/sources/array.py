@@ -12,7 +12,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from mslstm.data.sources import BuildContext, DataSource, get_source, register_source, write_split_chunks
+from mslstm.data.sources import (
+    BuildContext,
+    DataSource,
+    get_source,
+    register_source,
+    split_nbytes,
+    write_split_chunks,
+)
 from mslstm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ def copy_video(ctx: BuildContext, layout: str, require_dtype: Optional[np.dtype]
         if n_train < 1:
             raise DataError(f"{path}: only {n} sequences; need at least 3 to make train/val/test splits")
         bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+        ctx.require_space(sum(split_nbytes((b - a, d.total_frames, c, h, w), store) for a, b in bounds.values()))
 
         def chunks(a: int, b: int):
             for s in range(a, b, COPY_CHUNK):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mslstm.data.sources import BuildContext, DataSource, register_source, write_split_chunks
+from mslstm.data.sources import BuildContext, DataSource, register_source, split_nbytes, write_split_chunks
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def build(ctx: BuildContext) -> dict[str, Any]:
         parts = {split: np.arange(pool.shape[0]) for split in SPLITS}
     else:
         parts = split_pool(pool.shape[0], d.pool_fractions, d.seed)
+    ctx.require_space(sum(split_nbytes((d.split_sizes[s], d.total_frames, 1, d.canvas_size, d.canvas_size), np.uint8)
+                          for s in SPLITS))
     infos = {}
     for stream, split in enumerate(SPLITS):
         n = d.split_sizes[split]
