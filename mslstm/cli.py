@@ -26,6 +26,7 @@ COMMANDS = (
     "predict",
     "ablation",
     "pipeline",
+    "summary",
 )
 
 log = logging.getLogger("mslstm")
