@@ -17,9 +17,10 @@ PIP_QUIET ?= -qq
 .PHONY: install run test bench lint clean-artifacts
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_QUIET) --upgrade pip
-	$(PIP) install $(PIP_QUIET) -e '.[test]'
+	@echo "installing the project and its test extras into $(VENV) (a few minutes on a fresh machine)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install $(PIP_QUIET) --upgrade pip
+	@$(PIP) install $(PIP_QUIET) -e '.[test]'
 	@touch $(STAMP)
 	@echo "installed into $(VENV) ($$($(BIN)/python -c 'import torch; print("torch", torch.__version__)'))"
 
