@@ -10,21 +10,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
+# a quiet install: errors only (-qq), no "new pip available" notice, no "scripts not on PATH" warnings
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1 $(BIN)/pip
+PIP_QUIET ?= -qq
 
 .PHONY: install run test bench lint clean-artifacts image
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "installing the project and its test extras into $(VENV) (a few minutes on a fresh machine)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install $(PIP_QUIET) --upgrade pip
+	@$(PIP) install $(PIP_QUIET) -e '.[test]'
+	@touch $(STAMP)
+	@echo "installed into $(VENV) ($$($(BIN)/python -c 'import torch; print("torch", torch.__version__)'))"
 
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/mslstm data --raw-only   # data/ per data.dvc: dvc pull from a remote, else rebuild offline + verify hash
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	@$(BIN)/mslstm summary   # test figures vs baselines, champion, pictures, the mlflow ui command
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

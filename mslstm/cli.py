@@ -30,6 +30,7 @@ COMMANDS = (
     "layers",
     "pipeline",
     "image",
+    "summary",
 )
 
 log = logging.getLogger("mslstm")

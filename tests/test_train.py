@@ -230,12 +230,16 @@ def test_recipe_adds_weighted_aux_losses_and_uses_a_registered_sampling_schedule
         build_recipe(tcfg, cpu, RecipeHints(sampling="nope"))
 
 
-def test_one_amp_policy_and_one_device_rule():
+def test_one_amp_policy_and_one_device_rule(monkeypatch):
     from mslstm.devices import resolve_device
+    from mslstm.training import recipe
     from mslstm.training.recipe import amp_settings
 
     cpu = torch.device("cpu")
+    monkeypatch.setattr(recipe, "cpu_supports_bf16", lambda: False)
     assert amp_settings("auto", cpu) == (None, False) and amp_settings("bf16", cpu) == (torch.bfloat16, False)
+    monkeypatch.setattr(recipe, "cpu_supports_bf16", lambda: True)
+    assert amp_settings("auto", cpu) == (torch.bfloat16, False) and amp_settings("off", cpu) == (None, False)
     with pytest.raises(ConfigError, match="train.amp"):
         amp_settings("fp16", cpu)
     assert resolve_device("cpu") == cpu

@@ -33,14 +33,18 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, device: torch.device,
-          num_examples: int = 0, acc: Any = None,
+          num_examples: int = 0, acc: Any = None, progress: bool = False,
           ) -> tuple[dict[str, float], dict[str, list[float]], list[int], list[tuple]]:
-    """Run the model over the first ``n`` sequences of ``ds``, scored by ``acc`` (a metric set's accumulator;
-    default: the video metrics).
+    """Run the model over the first ``n`` sequences of ``ds``, in fp32 (no autocast, whatever ``train.amp``: the
+    reported figures do not depend on the machine's bf16 support), scored by ``acc`` (a metric set's accumulator;
+    default: the video metrics), whose metrics are computed in fp32 too.
 
     Returns (averaged metrics, per-frame metrics, 1-based frame numbers scored, examples) where each example is
-    ``(inputs, target, pred)`` of one sequence (CPU tensors).
+    ``(inputs, target, pred)`` of one sequence (CPU tensors). ``progress``: a tqdm bar on a terminal.
     """
+    from mslstm.training.progress import progress_bar
+
+    bar = progress_bar(n, f"evaluate {net.config.name}", "seq", enabled=progress)
     mcfg = net.config
     t_in, t_out = mcfg.input_frames, mcfg.output_frames
     acc = MetricAccumulator() if acc is None else acc
@@ -52,7 +56,8 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         batch = ds.get_batch(idx)[:, : t_in + t_out].to(device)  # (B, T, C, H, W)
-        out = split_output(net(batch, mask=None))[0]              # (B, T-1, C, H, W): pure rollout
+        with torch.autocast(device.type, enabled=False):
+            out = split_output(net(batch, mask=None))[0].float()  # (B, T-1, C, H, W): pure rollout
         if frames == "future":
             pred, target = out[:, t_in - 1:], batch[:, t_in:]
         else:
@@ -66,6 +71,10 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
             if len(examples) >= num_examples:
                 break
             examples.append((batch[j, :t_in].cpu(), batch[j, t_in:].cpu(), out[j, t_in - 1:].clamp(0, 1).cpu()))
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     averaged, per_frame = acc.compute()
     averaged["baseline_blank_mse"] = base_zero / max(base_frames, 1)
     averaged["baseline_copy_last_mse"] = base_copy / max(base_frames, 1)
@@ -116,7 +125,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     log.info("evaluating %s (%s) on %d %s sequences, frames=%s, metric set %s", checkpoint, mcfg.name, n,
              ecfg.split, ecfg.frames, mset.name)
     averaged, per_frame, numbers, examples = score(net, ds, ecfg.frames, ecfg.batch_size, n, device,
-                                                   ecfg.num_examples, mset.accumulator())
+                                                   ecfg.num_examples, mset.accumulator(), progress=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []

@@ -42,9 +42,15 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
 def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-(sequence, frame) metrics: each value is a float64 tensor of shape (B, T).
 
-    ``pred`` is clipped to [0, 1]; ``target`` is expected in [0, 1].
+    ``pred`` is clipped to [0, 1]; ``target`` is expected in [0, 1]. Always computed in fp32 (float64 sums):
+    bf16/fp16 inputs are cast up first, and an enclosing autocast region is switched off here.
     """
     _check(pred, target)
+    with torch.autocast(pred.device.type, enabled=False):
+        return _frame_metrics_fp32(pred, target)
+
+
+def _frame_metrics_fp32(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     b, t, c, h, w = pred.shape
     pred = pred.detach().float().clamp(0.0, 1.0)
     target = target.detach().float()

@@ -24,13 +24,17 @@ Measured (the model of ``cfg.model``, random weights, random frames of the confi
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -99,13 +103,47 @@ def _state_bytes(net: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     return _tensor_bytes(params) + _tensor_bytes(grads) + _tensor_bytes(opt_state)
 
 
+#: What torch.profiler's C++ side writes straight to stderr (file descriptor 2) around a profiled region, none of
+#: it actionable here: kineto's trace markers (``USDT: ... profiler_start``, ``STAGE: ... Completed Stage``) and
+#: c10's note that a block allocated before the region was freed inside it (the previous step's gradients).
+PROFILER_NOISE = re.compile(r"^(USDT|STAGE):|CPUAllocator\.cpp:\d+\] Memory block of unknown size was allocated "
+                            r"before the profiling started")
+
+
+@contextlib.contextmanager
+def profiler_noise_filtered() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 inside the block; then write it out less
+    :data:`PROFILER_NOISE` lines (the C++ loggers cannot be quieted at run time: ``TORCH_CPP_LOG_LEVEL`` is read
+    when torch is imported, and kineto's ``USDT`` level would also hide its errors)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not PROFILER_NOISE.search(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def cpu_step_peak_bytes(step: Callable[[], Any]) -> int:
     """Peak of live CPU allocations during ``step()`` over the level at its start (torch.profiler memory records)."""
     import itertools
 
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with profiler_noise_filtered(), torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     events = [e for e in prof.events() if e.name == "[memory]" or e.self_cpu_memory_usage != 0]
     events.sort(key=lambda e: e.time_range.start)

@@ -42,8 +42,9 @@ class TrainConfig:
             reaches ``ss_end`` at the last step for fraction 1 (the authors' schedule: 1 -> 0 over the whole run),
             whatever the epochs, data size or number of processes; 0 = use ``ss_decay_steps``.
         ss_end: final teacher-forcing probability.
-        amp: mixed precision: ``auto`` (bf16 on GPUs that support it, fp16 + GradScaler on other GPUs, off on
-            CPU), ``off``, ``bf16``, ``fp16`` (CUDA only).
+        amp: mixed precision of the forward pass: ``auto`` (bf16 where the CPU or GPU has it natively:
+            AVX512-BF16/AMX CPUs, Ampere+ GPUs; fp16 + GradScaler on other GPUs; fp32 on other CPUs), ``off``,
+            ``bf16``, ``fp16`` (CUDA only). Evaluation metrics are always fp32.
         compile: wrap the model with ``torch.compile``.
         channels_last: channels-last memory format for the inputs (the model's own ``channels_last`` sets weights).
         val_every: validate every N epochs (and after the last one).
@@ -53,8 +54,9 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` (CPU results reproducible bit for bit).
         num_workers: DataLoader worker processes.
         max_steps: stop after this many optimizer steps in total (0 = no limit; for smoke runs and tests).
-        progress: ``bar`` (tqdm on rank 0) or ``quiet`` (log lines only).
-        log_every_steps: console / progress-bar refresh period in steps.
+        progress: ``bar`` (a tqdm bar on rank 0 when stderr is a terminal, else log lines) or ``quiet``
+            (log lines only).
+        log_every_steps: period in steps of the log lines and of the bar's loss / sequences-per-second postfix.
         checkpoint_every_steps: also write ``last.pt`` every N steps (0 = only at the end of each epoch).
         device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
         collective_timeout: seconds a distributed collective (all-reduce, barrier) may wait for the other ranks;
@@ -90,7 +92,7 @@ class TrainConfig:
     deterministic: bool = True
     num_workers: int = 0
     max_steps: int = 0
-    progress: Literal["bar", "quiet"] = "quiet"
+    progress: Literal["bar", "quiet"] = "bar"
     log_every_steps: int = 10
     checkpoint_every_steps: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -208,20 +208,55 @@ def register_sampling_schedule(name: str, schedule: SamplingSchedule) -> Samplin
 
 
 # ------------------------------------------------------------------------------------------------ mixed precision
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 arithmetic (x86 AVX512-BF16 or AMX-BF16), where bf16 autocast pays.
+
+    Asks PyTorch's own CPU probes (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``) and
+    falls back to the ``flags`` line of ``/proc/cpuinfo``. Other CPUs (AVX2-only x86, ARM: not measured) emulate
+    bf16 and run it slower than fp32.
+    """
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in _CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def cuda_supports_bf16(device: torch.device) -> bool:
+    """True when the GPU has native bf16 (compute capability 8.0+: Ampere and later); emulation does not count."""
+    with torch.cuda.device(device):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def amp_settings(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """``(autocast dtype or None, use GradScaler)`` for ``train.amp`` on ``device`` (the one AMP policy).
 
-    CUDA: ``auto`` = bf16 where supported, else fp16 + GradScaler; ``bf16``; ``fp16`` (+ GradScaler).
-    CPU: ``auto`` = off (bf16 autocast is slower than fp32 for these convolutions on CPU); ``bf16``; ``fp16`` is
-    refused.
+    - ``auto``: CUDA: bf16 where the GPU has it natively (:func:`cuda_supports_bf16`), else fp16 + GradScaler;
+      CPU: bf16 where the CPU has it natively (:func:`cpu_supports_bf16`: AVX512-BF16 / AMX), else fp32.
+    - ``bf16``: bf16 autocast (on a CPU without native bf16 it is emulated and slower than fp32).
+    - ``fp16``: CUDA: fp16 + GradScaler; CPU: refused (:class:`ConfigError`).
+    - ``off``: fp32.
+
+    Only the forward runs under autocast; weights, gradients, optimizer state and the loss stay fp32, and the
+    evaluation metrics are computed in fp32 whatever the policy (``mslstm.evaluation.metrics``).
     """
     if amp == "off":
         return None, False
     if device.type == "cuda":
-        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        if amp == "bf16" or (amp == "auto" and cuda_supports_bf16(device)):
             return torch.bfloat16, False
         return torch.float16, True
-    if amp == "bf16":
+    if amp == "bf16" or (amp == "auto" and cpu_supports_bf16()):
         return torch.bfloat16, False
     if amp == "fp16":
         raise ConfigError("train.amp: fp16 needs a CUDA device; use auto, off or bf16 on CPU")

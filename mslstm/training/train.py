@@ -297,12 +297,12 @@ class Trainer:
             self.bar.update(1)
 
     def _progress_bar(self) -> Any:
-        if not (self.dinfo.is_main and self.tcfg.progress == "bar"):
-            return None
-        from tqdm.auto import tqdm
+        """Rank 0, ``train.progress: bar`` and a terminal: a tqdm bar; else None (a log line every N steps)."""
+        from mslstm.training.progress import progress_bar
 
-        return tqdm(total=self.total_steps, initial=min(self.state.step, self.total_steps), unit="step",
-                    dynamic_ncols=True, desc=f"train {self.mcfg.name}")
+        return progress_bar(self.total_steps, f"train {self.mcfg.name}", "step",
+                            initial=min(self.state.step, self.total_steps),
+                            enabled=self.dinfo.is_main and self.tcfg.progress == "bar")
 
     def _log_start(self) -> None:
         if not self.dinfo.is_main:
