@@ -199,7 +199,7 @@ def test_recipe_adds_weighted_aux_losses_and_uses_a_registered_sampling_schedule
         register_sampling_schedule,
     )
 
-    tcfg = TrainConfig(ss_decay_steps=10)
+    tcfg = TrainConfig(ss_decay_steps=10, loss="l1l2")
     cpu = torch.device("cpu")
     pred, target = torch.zeros(2, 3, 1, 2, 2), torch.ones(2, 3, 1, 2, 2)
     plain = build_recipe(tcfg, cpu)
