@@ -282,7 +282,11 @@ def test_bf16_autocast_on_cpu(name):
         loss = out.float().pow(2).mean()
     loss.backward()
     assert out.shape == ref.shape and torch.isfinite(out).all()
-    assert (out.float() - ref).abs().max() < 0.1
+    # relative to the output's size: bf16 keeps 8 significant bits (~0.4 %), measured max difference about 1 % of
+    # the largest output value; 5 % leaves head-room and an all-zero or otherwise wrong output still fails
+    scale = float(ref.abs().max())
+    assert scale > 1e-2
+    assert float((out.float() - ref).abs().max()) < 0.05 * scale
     assert all(p.grad is not None for p in net.parameters())
 
 
