@@ -44,7 +44,8 @@ def trainjob_name(prefix: str = "mslstm") -> str:
 
 
 def check_trainjob_name(name: str) -> str:
-    """``name`` when the TrainJob CRD accepts it (RFC 1035 label, <= 63 characters), else ``ValueError("name: ...")``."""
+    """``name`` when the TrainJob CRD accepts it (RFC 1035 label, <= 63 characters); else ``ValueError("name: ...")``
+    before anything reaches the API server."""
     if not isinstance(name, str) or len(name) > 63 or not NAME_RE.match(name):
         raise ValueError(f"name: {name!r} is not a valid TrainJob name: lower-case letters, digits and '-', starting "
                          "with a letter, ending with a letter or digit, at most 63 characters (RFC 1035 label)")

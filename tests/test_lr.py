@@ -112,7 +112,7 @@ def test_two_processes_lr_is_scaled_to_the_global_batch(tiny_dataset, tmp_path):
                                                                      "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--nnodes=1",
-           f"--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(tmp_path / "driver.py"), str(tmp_path),
+           "--master-addr=127.0.0.1", f"--master-port={_free_port()}", str(tmp_path / "driver.py"), str(tmp_path),
            "--params", str(params), "train", "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "train")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=280)
     assert proc.returncode == 0, proc.stderr[-4000:]
