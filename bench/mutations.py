@@ -69,8 +69,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("mk-output-gate-one-branch", "model/zoo/mklstm.py",
              "o_sum = term if o_sum is None else o_sum + term", "o_sum = term",
              ("tests/test_model.py", "-k", "mk_cell"), must=True),
-    Mutation("ssim-window-7", "mslstm/evaluation/metrics.py", "SSIM_KERNEL = 11", "SSIM_KERNEL = 7",
+    Mutation("ssim-uniform-window", "mslstm/evaluation/metrics.py",
+             "gaussian_kernel=True, sigma=SSIM_SIGMA", "gaussian_kernel=False, sigma=SSIM_SIGMA",
              ("tests/test_metrics.py", "-k", "ssim"), must=True),
+    # torchmetrics sizes a Gaussian window from sigma and ignores kernel_size: this one changes nothing the
+    # metric computes; test_metrics pins SSIM_KERNEL to the size sigma implies so the constant cannot drift
+    Mutation("ssim-window-7", "mslstm/evaluation/metrics.py", "SSIM_KERNEL = 11", "SSIM_KERNEL = 7",
+             ("tests/test_metrics.py", "-k", "ssim")),
     Mutation("gate-ok-is-last-budget", "mslstm/release/registry.py", "ok = ok and within", "ok = within",
              ("tests/test_registry.py", "-k", "gate"), must=True),
     Mutation("resume-ignores-position", "mslstm/training/train.py",
