@@ -155,17 +155,16 @@ def train_trainjob(
     """
     import json
     import os
-    import uuid
 
     from components.runtime import load_config_json, log_metrics, read_json, run_overrides
-    from components.trainjob import build_trainjob, run_trainjob
+    from components.trainjob import build_trainjob, run_trainjob, trainjob_name
     from mslstm.data.s3 import download_dir
 
     cfg = load_config_json(config, run_overrides(model_name=model_name, epochs=epochs, batch_size=batch_size, lr=lr))
     p = cfg.pipeline
     out_uri = model.uri.rstrip("/") + "-trainjob"
     manifest = build_trainjob(
-        name=f"mslstm-{uuid.uuid4().hex[:10]}", image=image, num_nodes=int(nodes), gpus_per_node=int(gpus),
+        name=trainjob_name(), image=image, num_nodes=int(nodes), gpus_per_node=int(gpus),
         config_json=json.dumps(cfg.to_dict()), data_uri=dataset.uri, out_uri=out_uri, namespace=p.namespace,
         runtime=p.trainer_runtime, accelerator=p.accelerator, cpu_request=p.train_cpu_request,
         memory_request=p.train_memory_request,

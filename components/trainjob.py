@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shlex
 import sys
 import time
@@ -31,6 +32,24 @@ API_VERSION = "v1alpha1"
 PLURAL = "trainjobs"
 
 WORKDIR = "/tmp/mslstm"
+# The TrainJob CRD's rule for metadata.name (x-kubernetes-validations): an RFC 1035 label of at most 63 characters.
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def trainjob_name(prefix: str = "mslstm") -> str:
+    """A fresh TrainJob name: ``<prefix>-<10 hex digits>`` (valid under the CRD's RFC 1035 rule)."""
+    import uuid
+
+    return check_trainjob_name(f"{prefix}-{uuid.uuid4().hex[:10]}")
+
+
+def check_trainjob_name(name: str) -> str:
+    """``name`` when the TrainJob CRD accepts it (RFC 1035 label, <= 63 characters); else ``ValueError("name: ...")``
+    before anything reaches the API server."""
+    if not isinstance(name, str) or len(name) > 63 or not NAME_RE.match(name):
+        raise ValueError(f"name: {name!r} is not a valid TrainJob name: lower-case letters, digits and '-', starting "
+                         "with a letter, ending with a letter or digit, at most 63 characters (RFC 1035 label)")
+    return name
 
 
 def trainjob_command(data_uri: str, out_uri: str, gpus_per_node: int, workdir: str = WORKDIR) -> list[str]:
@@ -82,7 +101,7 @@ def build_trainjob(
     """Build the ``TrainJob`` manifest (a plain dict ready for the Kubernetes API).
 
     Args:
-        name: TrainJob name (DNS label).
+        name: TrainJob name (RFC 1035 label, <= 63 characters; :func:`trainjob_name` makes one).
         image: project image (the same one the pipeline components use).
         num_nodes: number of training nodes (pods).
         gpus_per_node: GPUs per node (0 = CPU nodes, one process each).
@@ -100,6 +119,7 @@ def build_trainjob(
     Returns:
         The manifest dict.
     """
+    check_trainjob_name(name)
     if num_nodes < 1:
         raise ValueError(f"num_nodes: must be >= 1 (got {num_nodes})")
     if gpus_per_node < 0:

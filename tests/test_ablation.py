@@ -16,8 +16,7 @@ def test_run_ablation_end_to_end_tiny(tiny_dataset, tmp_path, mlflow_env):  # no
 
     torch.set_num_threads(1)
     out = tmp_path / "abl"
-    rc = main([
-        *[f"--set={o}" for o in (
+    sets = (
             "model.frame_size=[16, 16]", "model.input_frames=3", "model.output_frames=3", "model.hidden=4",
             "model.layers=4", "model.scales=[1, 2, 2, 1]", "model.mk_kernels=[1, 3]", "model.patch_size=1",
             "data.input_frames=3", "data.output_frames=3", "data.train_sequences=8",
@@ -25,9 +24,8 @@ def test_run_ablation_end_to_end_tiny(tiny_dataset, tmp_path, mlflow_env):  # no
             "tracking.system_metrics=false", "tracking.log_model=false", "tracking.log_checkpoint=false",
             "evaluate.num_examples=1", "profile.batch_size=2", "profile.warmup=0", "profile.repeats=1",
             "ablation.epochs=1", "ablation.steps=2", "ablation.eval_sequences=2",
-        )],
-        "ablation", "--data-dir", str(tiny_dataset), "--out", str(out),
-    ])
+    )
+    rc = main([*[f"--set={o}" for o in sets], "ablation", "--data-dir", str(tiny_dataset), "--out", str(out)])
     assert rc == 0
     summary = json.loads((out / "ablation.json").read_text())
     assert [r["model"] for r in summary["rows"]] == ["convlstm", "smslstm", "tmslstm", "mslstm"]
@@ -35,6 +33,13 @@ def test_run_ablation_end_to_end_tiny(tiny_dataset, tmp_path, mlflow_env):  # no
         for k in ("params", "flops_forward", "peak_memory_mib", "step_time_ms", "mse", "ssim"):
             assert r[k] is not None and r[k] > 0, (r["model"], k)
         assert r["train_steps"] == 2
+        # cost columns are the model's own numbers, not just positive
+        from model import build_model, count_parameters, model_flops
+        from mslstm.config import load_config
+
+        mcfg = load_config(None, [*sets, f"model.name={r['model']}"]).model
+        assert r["params"] == count_parameters(build_model(mcfg)), r["model"]
+        assert r["flops_forward"] == model_flops(mcfg), r["model"]
     assert summary["radar_axes"] == ["params", "flops_forward", "peak_memory_mib", "step_time_ms", "mse"]
     for model_row in summary["radar"].values():
         assert all(0 < v <= 1 for v in model_row.values())

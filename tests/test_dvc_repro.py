@@ -67,7 +67,10 @@ def test_dvc_repro_chain_noop_and_selective_rerun(repo):
     assert set(lock["stages"]) == set(STAGES)
     # the MLflow run of training got the evaluation and a registered model version
     decision = json.loads((a / "register" / "decision.json").read_text())
-    assert decision.get("version"), decision
+    assert decision["promoted"] is True and decision["version"] == "1" and decision["alias"] == "champion", decision
+    assert decision["model_uri"] == f"models:/{decision['model_name']}@champion"
+    assert json.loads((a / "train" / "metrics.json").read_text())["steps"] == 2       # train.max_steps of TINY
+    assert json.loads((a / "validation" / "result.json").read_text())["success"] is True
     run(["git", "add", "dvc.lock"], repo)
     run(["git", "commit", "-qm", "first run"], repo)
 
@@ -100,9 +103,32 @@ def test_dvc_repro_chain_noop_and_selective_rerun(repo):
     assert "artifacts/train/metrics.json" in mdiff, mdiff
     changed_metric = next(iter(mdiff["artifacts/train/metrics.json"].values()))
     assert changed_metric["old"] is not None and changed_metric["new"] is not None, mdiff  # old read via the cache
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    assert shown
+    shown = run(["dvc", "exp", "show", "--json"], repo).stdout
+    assert "0.003" in shown and json.loads(shown), shown[:2000]  # the experiment's lr is listed
     out = repo / "plots-diff"
     run(["dvc", "plots", "diff", "-o", str(out)], repo)
     html = (out / "index.html").read_text()
     assert "Training curves" in html and "Test metrics per predicted frame" in html
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_failed_validation_stops_dvc_repro(tmp_path):
+    """validate fails (min_sequences above the split sizes): `dvc repro` exits non-zero after data and validate;
+    train and everything after it never run, and `dvc status` still lists them as stale."""
+    from test_pipeline_helpers import repo_copy
+
+    repo = repo_copy(tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["validate"]["min_sequences"] = 1000
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["mslstm", "data", "--raw-only"], repo)
+    proc = run(["dvc", "repro"], repo, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert _ran(proc.stdout) == {"data", "validate"}, proc.stdout
+    assert "data validation failed" in proc.stdout + proc.stderr
+    assert not (repo / "artifacts" / "train").exists() and not (repo / "artifacts" / "register").exists()
+    result = json.loads((repo / "artifacts" / "validation" / "result.json").read_text())
+    assert result["success"] is False
+    status = run(["dvc", "status"], repo).stdout
+    assert "train:" in status and "validate:" in status, status

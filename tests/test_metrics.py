@@ -111,3 +111,19 @@ def test_is_better_directions_and_margin():
     assert not is_better("mse", 100.0, 100.0)
     assert is_better("ssim", 0.9, 0.8)
     assert not is_better("ssim", 0.7, 0.8)
+
+
+def test_ssim_window_is_the_documented_gaussian_11x11_on_structured_frames():
+    """torchmetrics derives a Gaussian window's size from sigma (int(3.5 sigma + 0.5) * 2 + 1), not from kernel_size:
+    SSIM_KERNEL must be that size. On a structured pair (an edge moved by 3 pixels, where the window's extent
+    matters, unlike i.i.d. noise) SSIM equals the hand-written 11x11 sigma-1.5 reference."""
+    from mslstm.evaluation.metrics import SSIM_KERNEL, SSIM_SIGMA
+
+    assert SSIM_KERNEL == int(3.5 * SSIM_SIGMA + 0.5) * 2 + 1 == 11 and SSIM_SIGMA == 1.5
+    x = np.zeros((24, 24))
+    x[6:14, 5:15] = 0.9
+    y = np.zeros((24, 24))
+    y[9:17, 7:17] = 0.8
+    y += 0.05 * np.random.default_rng(2).random((24, 24))
+    got = frame_metrics(torch.tensor(y).float()[None, None, None], torch.tensor(x).float()[None, None, None])["ssim"]
+    assert float(got) == pytest.approx(_ssim_reference(y, x), abs=1e-4)

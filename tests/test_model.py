@@ -282,7 +282,12 @@ def test_bf16_autocast_on_cpu(name):
         loss = out.float().pow(2).mean()
     loss.backward()
     assert out.shape == ref.shape and torch.isfinite(out).all()
-    assert (out.float() - ref).abs().max() < 0.1
+    # relative to the output's size: bf16 keeps 8 significant bits; measured max difference 0.4 % (SMS-LSTM) and
+    # 1.2 % (MS-LSTM, 7.4e-4 of 0.059) of the largest output value. 5 % leaves head-room; an all-zero output fails
+    scale = float(ref.detach().abs().max())
+    assert scale > 1e-2
+    diff = float((out.float() - ref).detach().abs().max())
+    assert diff < 0.05 * scale, (diff, scale)
     assert all(p.grad is not None for p in net.parameters())
 
 

@@ -48,7 +48,14 @@ def test_pipeline_run_local_end_to_end(tmp_path):
     assert logged["mse"] == pytest.approx(metrics["mse"])
     assert json.loads(executor["parameterValues"]["Output"])["model"] == "mslstm"
     cost = json.loads((out / "profile" / "profile_dir" / "cost.json").read_text())
-    assert cost["params"] > 0
+    from mslstm.config import load_config
+
+    tiny_model = load_config(tmp_path / "params.yaml").model
+    from model import build_model, count_parameters, model_flops
+
+    assert cost["params"] == count_parameters(build_model(tiny_model))
+    assert cost["flops_forward"] == model_flops(tiny_model)
+    assert metrics["sequences"] == 4                                      # evaluate.max_sequences of TINY
     decision = json.loads(_one(out, "register*/decision/decision.json").read_text())
     # the TrainJob branch was skipped (nodes = 1)
     assert not list(out.glob("train-trainjob*"))
@@ -64,6 +71,25 @@ def test_pipeline_run_local_end_to_end(tmp_path):
     versions = client.search_model_versions("name='mslstm'")
     assert len(versions) == 1
     assert str(decision["version"]) == str(versions[0].version)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_failed_validation_skips_the_training_branch(tmp_path):
+    """validate returns False (min_sequences above the split sizes): the pipeline ends without train, evaluate or
+    register; data, validate and (independent of validation) profile ran."""
+    params = tiny_params()
+    params["validate"]["min_sequences"] = 1000
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run(["mslstm", "pipeline", "run", "--local", "--root", "kfp"], tmp_path, MLFLOW_TRACKING_URI=uri)
+    out = _one(tmp_path / "kfp", "mslstm-training-*")
+    executor = json.loads((out / "validate" / "executor_output.json").read_text())
+    assert executor["parameterValues"]["Output"] is False
+    ran = {p.name for p in out.iterdir() if p.is_dir()}
+    assert {"data", "validate"} <= ran, ran
+    assert not [n for n in ran if n.startswith(("train", "evaluate", "register"))], ran
+    assert "FAILED" in (out / "validate" / "report").read_text()
 
 
 @pytest.mark.slow

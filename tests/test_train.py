@@ -107,7 +107,11 @@ def test_train_writes_outputs_and_learns(tiny_dataset, tmp_path):
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["step"]) for r in rows] == [4, 8, 12, 16]
     losses = [float(r["train_loss"]) for r in rows]
-    assert losses[-1] < losses[0]
+    # uniform noise: a blank prediction scores val MSE E[x^2] = 1/3, the best constant (0.5) 1/12. Measured: train
+    # loss 227 -> 158 (x 0.70), val MSE 0.332 -> 0.208 after 16 steps; without updates both stay put. (What the
+    # model learns on a learnable task: tests/test_learning.py.)
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert float(rows[-1]["val_mse"]) < 0.27, rows
     assert float(rows[-1]["lr"]) < 3e-3 * 0.1  # cosine decayed
     assert [float(r["tf_prob"]) for r in rows] == [0.5, 0.0, 0.0, 0.0]
     best = load_checkpoint(out / "best.pt")

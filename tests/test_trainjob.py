@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from components.trainjob import build_trainjob, trainjob_command, trainjob_state
+from components.trainjob import (
+    build_trainjob,
+    check_trainjob_name,
+    trainjob_command,
+    trainjob_name,
+    trainjob_state,
+)
 
 IMAGE = "ghcr.io/mslstm/mslstm-pipeline:0.1.0"
 
@@ -86,11 +93,56 @@ def test_trainjob_state_from_conditions():
     assert trainjob_state({"status": {"conditions": [{"type": "Failed", "status": "False"}]}}) is None
 
 
-def test_manifest_is_a_valid_kubernetes_object_name_and_yaml():
-    import yaml
+SCHEMA = Path(__file__).parent / "data" / "trainjob.schema.json"   # from the Trainer CRD; source in its $comment
 
-    m = _manifest()
-    assert yaml.safe_load(yaml.safe_dump(m)) == m
+
+def _validator():
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+@pytest.mark.parametrize("kw", [{}, {"gpus_per_node": 0, "num_nodes": 1, "secrets": None}])
+def test_manifest_validates_against_the_trainjob_crd_schema(kw):
+    v = _validator()
+    m = _manifest(**kw)
+    assert [e.message for e in v.iter_errors(m)] == []
+    # the schema bites: a misspelled field, a string node count, a bad quantity, an env var without a name
+    for path, value in [(("spec", "trainer", "numNode"), 3), (("spec", "trainer", "numNodes"), "3"),
+                        (("spec", "trainer", "resourcesPerNode", "requests", "cpu"), "four"),
+                        (("spec", "runtimeRef", "name"), "")]:
+        bad = json.loads(json.dumps(m))
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        assert list(v.iter_errors(bad)), path
+    bad = json.loads(json.dumps(m))
+    bad["spec"]["trainer"]["env"].append({"value": "x"})
+    assert list(v.iter_errors(bad))
+
+
+def test_generated_names_are_valid_rfc1035_labels():
+    import re
+
+    rule = re.compile(json.loads(SCHEMA.read_text())["properties"]["metadata"]["properties"]["name"]["pattern"])
+    names = {trainjob_name() for _ in range(50)}
+    assert len(names) == 50                                   # fresh each time
+    for name in names:
+        assert rule.match(name) and len(name) <= 63, name
+        assert _manifest(name=name)["metadata"]["name"] == name
+    # a hex suffix may start with a digit: the prefix keeps the first character a letter
+    assert all(n.startswith("mslstm-") for n in names)
+
+
+@pytest.mark.parametrize("name", ["MSLSTM-abc", "1abc", "abc-", "a_b", "a.b", "", "a" * 64, "mslstm abc"])
+def test_invalid_names_are_refused_before_any_api_call(name):
+    with pytest.raises(ValueError, match="^name: "):
+        _manifest(name=name)
+    assert check_trainjob_name("a" * 63) == "a" * 63
 
 
 def test_s3_hand_over_round_trip(s3_bucket, tmp_path):

@@ -76,6 +76,33 @@ def test_values_outside_declared_range_fail(tmp_path):
     assert bad["unexpected_examples"] == [1.5]
 
 
+def test_values_below_declared_range_fail_on_the_min_rule(tmp_path):
+    def dark(s):
+        s["val"][1, 2, 0, 5, 5] = -0.25      # one pixel below 0; the sequence's max stays inside [0, 1]
+
+    d = float_dataset(tmp_path / "ds", dark)
+    res = _fail(d, tmp_path / "v", cfg(), r"sequences\.min")
+    failed = [r for r in res["results"] if not r["success"]]
+    assert [(r["column"], r["expectation"]) for r in failed] == [("min", "expect_column_values_to_be_between")]
+    assert failed[0]["unexpected_examples"] == [-0.25]
+
+
+@pytest.mark.parametrize("values, ok", [((0.0, 1.0), True), ((-0.01,), False), ((1.01,), False)])
+def test_range_rule_boundaries(tmp_path, values, ok):
+    """The declared range [0, 1] is inclusive; a value 0.01 outside it fails (min rule below, max rule above)."""
+    value = values[0]
+
+    def put(s):
+        for i, v in enumerate(values):
+            s["train"][0, 0, 0, 0, i] = v
+
+    d = float_dataset(tmp_path / "ds", put)
+    if ok:
+        assert validate_data(cfg(), d, tmp_path / "v")["success"]
+    else:
+        _fail(d, tmp_path / "v", cfg(), r"sequences\.min" if value < 0 else r"sequences\.max")
+
+
 def test_blank_sequences_over_threshold_fail(tmp_path):
     def blank(s):
         s["train"][:2] = 0.0  # 2 of 8 training sequences entirely empty
