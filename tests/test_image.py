@@ -157,8 +157,8 @@ def test_image_builds_and_runs_every_component(tmp_path, s3_bucket, s3_env):
     from pipelines.runner import compile_pipeline
     from mslstm.config import load_config
     from mslstm.image import DEBIAN_BASE, build_image, host_pip_sources, image_size, run_in_image
-    from pipelines.remote import download_dir, upload_dir
-    from pipelines.trainjob import build_trainjob, trainjob_command
+    from mslstm.data.s3 import download_dir, upload_dir
+    from components.trainjob import build_trainjob, trainjob_command
 
     # a world-traversable work folder mounted at the same path in the containers, owned by the image's user
     work = _chown(Path(f"/tmp/mslstm-image-test-{os.getpid()}-{tmp_path.name}"))
