@@ -110,7 +110,13 @@ class Checkpointer:
         try:
             state.optimizer.load_state_dict(payload["optimizer"])
             if state.scheduler is not None and payload.get("scheduler"):
+                planned = getattr(state.scheduler, "total_steps", None)  # OneCycleLR: this run's plan
                 state.scheduler.load_state_dict(payload["scheduler"])
+                if planned is not None and state.scheduler.total_steps != planned:
+                    # a resume with more (or fewer) steps: the one-cycle curve follows the new plan from here
+                    log.info("lr schedule: %d planned steps now (the checkpoint planned %d)", planned - 1,
+                             state.scheduler.total_steps - 1)
+                    state.scheduler.total_steps = planned
             if state.scaler is not None and payload.get("scaler"):
                 state.scaler.load_state_dict(payload["scaler"])
         except (ValueError, KeyError, RuntimeError) as exc:
