@@ -23,6 +23,30 @@ from model.patch import patchify, unpatchify
 from model.registry import get_spec
 
 
+def rescale(t: torch.Tensor, s_from: int, s_to: int) -> torch.Tensor:
+    """(B, C, H/s_from, W/s_from) -> (B, C, H/s_to, W/s_to): maxpool when the scale grows, bilinear when it shrinks
+    (how the MS- models move their memories between pyramid scales)."""
+    if s_to == s_from:
+        return t
+    if s_to > s_from:
+        return F.max_pool2d(t, s_to // s_from)
+    return F.interpolate(t, scale_factor=s_from // s_to, mode="bilinear", align_corners=False)
+
+
+def layer_input(i: int, x: torch.Tensor, outs: Sequence[torch.Tensor], scales: Sequence[int]) -> torch.Tensor:
+    """Input of layer i of a stack / mirrored pyramid: x for layer 0; else ``maxpool2x2(out_{i-1})`` going down,
+    ``up2(out_{i-1}) + out_{L-1-i}`` going up (skip from the mirrored encoder layer), ``out_{i-1}`` at equal scales."""
+    if i == 0:
+        return x
+    prev = outs[i - 1]                                          # (B, hid, H/s_{i-1}, W/s_{i-1})
+    if scales[i] > scales[i - 1]:
+        return F.max_pool2d(prev, 2)
+    if scales[i] < scales[i - 1]:
+        up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False)
+        return up + outs[len(scales) - 1 - i]
+    return prev
+
+
 class RecurrentCore(nn.Module):
     """Stack / mirrored pyramid of cells: ``core(x, states) -> (h_last, states)`` for one time step."""
 
@@ -41,20 +65,10 @@ class RecurrentCore(nn.Module):
         ]
 
     def forward(self, x: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
-        n = len(self.cells)
         outs: list[torch.Tensor] = []
         new_states: list[State] = []
-        inp = x                                                 # (B, hid, H, W)
         for i, cell in enumerate(self.cells):
-            if i > 0:
-                prev = outs[i - 1]                              # (B, hid, H/s_{i-1}, W/s_{i-1})
-                if self.scales[i] > self.scales[i - 1]:
-                    inp = F.max_pool2d(prev, 2)                 # (B, hid, H/s_i, W/s_i)
-                elif self.scales[i] < self.scales[i - 1]:
-                    up = F.interpolate(prev, scale_factor=2, mode="bilinear", align_corners=False)
-                    inp = up + outs[n - 1 - i]                  # skip from the mirrored encoder layer
-                else:
-                    inp = prev
+            inp = layer_input(i, x, outs, self.scales)          # (B, hid, H/s_i, W/s_i)
             h, st = cell(inp, states[i])
             outs.append(h)
             new_states.append(st)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from model import ModelConfig, build_model, count_parameters, get_spec
-from model.zoo._ops import layer_input, rescale, warp
+from model.networks import layer_input, rescale
+from model.zoo._ops import warp
 from model.zoo.motionrnn import MotionRNNCell
 from model.zoo.predrnn import STLSTMCell
 from model.zoo.predrnn_v2 import decoupling_loss

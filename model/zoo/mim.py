@@ -22,13 +22,11 @@ of the differential input, ``h_{t-1}^{l-1}``, is resized from layer l-1's scale 
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.cells import State, zeros_state
+from model.networks import RecurrentCore, layer_input, rescale
 from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``MIM`` and ``MS_MIM``) at the reference configuration.
@@ -41,13 +39,15 @@ def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
-def rescale(t: torch.Tensor, s_from: int, s_to: int) -> torch.Tensor:
-    """Move a (B, C, H/s_from, W/s_from) map to scale s_to: maxpool going down, bilinear going up."""
-    if s_to > s_from:
-        return F.max_pool2d(t, s_to // s_from)
-    if s_to < s_from:
-        return F.interpolate(t, scale_factor=s_from // s_to, mode="bilinear", align_corners=False)
-    return t
+def _st_output(cell: nn.Module, x: torch.Tensor, m: torch.Tensor, c: torch.Tensor,
+               o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ST-LSTM memory update and output shared by both MIM cells (``cell.gates_m``, ``conv_c2o``, ``conv_m2o``,
+    ``fuse``): ``m' = σ(f') ⊙ m + σ(i') ⊙ tanh(g')``, ``h = σ(o + Conv(c) + Conv(m')) ⊙ tanh(Conv1x1([c; m']))``
+    -> (h, m')."""
+    i_m, f_m, g_m = torch.chunk(cell.gates_m(torch.cat([x, m], dim=1)), 3, dim=1)
+    m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
+    o = torch.sigmoid(o + cell.conv_c2o(c) + cell.conv_m2o(m))
+    return o * torch.tanh(cell.fuse(torch.cat([c, m], dim=1))), m
 
 
 class STLSTMCell(nn.Module):
@@ -83,10 +83,7 @@ class STLSTMCell(nn.Module):
         h, c = state                                            # (B, hid, H, W) each
         i, f, g, o = torch.chunk(self.gates(torch.cat([x, h], dim=1)), 4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        i_m, f_m, g_m = torch.chunk(self.gates_m(torch.cat([x, m], dim=1)), 3, dim=1)
-        m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
-        o = torch.sigmoid(o + self.conv_c2o(c) + self.conv_m2o(m))
-        h = o * torch.tanh(self.fuse(torch.cat([c, m], dim=1)))  # (B, hid, H, W)
+        h, m = _st_output(self, x, m, c, o)                     # (B, hid, H, W) each
         return h, m, (h, c)
 
 
@@ -145,14 +142,11 @@ class MIMBlockCell(nn.Module):
         tt = torch.sigmoid(o_s + self.conv_s2o(s)) * torch.tanh(s)
         i, g, o = torch.chunk(self.gates(torch.cat([x, h], dim=1)), 3, dim=1)
         c = tt + torch.sigmoid(i) * torch.tanh(g)
-        i_m, f_m, g_m = torch.chunk(self.gates_m(torch.cat([x, m], dim=1)), 3, dim=1)
-        m = torch.sigmoid(f_m) * m + torch.sigmoid(i_m) * torch.tanh(g_m)
-        o = torch.sigmoid(o + self.conv_c2o(c) + self.conv_m2o(m))
-        h = o * torch.tanh(self.fuse(torch.cat([c, m], dim=1)))  # (B, hid, H, W)
+        h, m = _st_output(self, x, m, c, o)                     # (B, hid, H, W) each
         return h, m, (h, c, n, s)
 
 
-class MIMCore(nn.Module):
+class MIMCore(RecurrentCore):
     """Stack / mirrored pyramid of MIM cells with the zig-zag memory ``m`` and differential inputs.
 
     ``core(x, state) -> (h_last, state)`` for one time step; state = (per-layer states, m). Layer inputs follow
@@ -160,37 +154,23 @@ class MIMCore(nn.Module):
     ``x_prev = rescale(h_{t-1}^{l-1})`` and ``m`` rescaled from layer l-1 (layer 0: ``m`` of the top layer at t-1).
     """
 
-    def __init__(self, cells: Sequence[nn.Module], scales: Sequence[int]):
-        super().__init__()
-        if len(cells) != len(scales):
-            raise ValueError(f"scales: {len(scales)} scales for {len(cells)} layers")
-        self.cells = nn.ModuleList(cells)
-        self.scales = tuple(int(s) for s in scales)
-
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False):
-        layer_states = [
-            cell.init_state(batch, height // s, width // s, device, dtype, channels_last)
-            for cell, s in zip(self.cells, self.scales)
-        ]
+        layer_states = super().init_state(batch, height, width, device, dtype, channels_last)
         s0 = self.scales[0]
         m = zeros_state(1, batch, self.cells[0].hidden, height // s0, width // s0, device, dtype, channels_last)[0]
         return layer_states, m
 
     def forward(self, x: torch.Tensor, state):
         layer_states, m = state
-        n, sc = len(self.cells), self.scales
+        sc = self.scales
         m = rescale(m, sc[-1], sc[0])                           # top layer at t-1 -> layer 0
         outs: list[torch.Tensor] = []
         new_states: list[State] = []
-        inp = x                                                 # (B, hid, H, W)
         x_prev = torch.zeros_like(x)                            # layer 0 has no differential input
         for i, cell in enumerate(self.cells):
+            inp = layer_input(i, x, outs, sc)                   # (B, hid, H/s_i, W/s_i)
             if i > 0:
-                prev = outs[i - 1]                              # (B, hid, H/s_{i-1}, W/s_{i-1})
-                inp = rescale(prev, sc[i - 1], sc[i])           # (B, hid, H/s_i, W/s_i)
-                if sc[i] < sc[i - 1]:
-                    inp = inp + outs[n - 1 - i]                 # skip from the mirrored encoder layer
                 m = rescale(m, sc[i - 1], sc[i])
                 x_prev = rescale(layer_states[i - 1][0], sc[i - 1], sc[i])  # h_{t-1}^{l-1} at scale s_i
             h, m, st = cell(inp, x_prev, m, layer_states[i])

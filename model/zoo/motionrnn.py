@@ -24,14 +24,15 @@ missing one).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import nn
 
 from model.cells import State, zeros_state
+from model.networks import RecurrentCore, layer_input, rescale
 from model.registry import register_family
-from model.zoo._ops import layer_input, rescale, warp
+from model.zoo._ops import warp
 
 NEIGHBOURS = 3    # k: k x k offsets per position (the authors' self.k)
 ALPHA = 0.5       # trend step of the MotionGRU (the authors' self.alpha)
@@ -168,26 +169,16 @@ class MotionRNNCell(nn.Module):
         return h, new_state, m
 
 
-class MotionRNNCore(nn.Module):
+class MotionRNNCore(RecurrentCore):
     """MotionRNN layers with the zigzag memory M, as a stack or the mirrored pyramid.
 
     States: ``(layer_states, M)``; layer i's state starts with its output at t-1 (h after the Motion Highway),
     which MIM-N of layer i+1 reads, moved to layer i+1's scale by ``rescale``.
     """
 
-    def __init__(self, cells: Sequence[nn.Module], scales: Sequence[int]):
-        super().__init__()
-        if len(cells) != len(scales):
-            raise ValueError(f"scales: {len(scales)} scales for {len(cells)} layers")
-        self.cells = nn.ModuleList(cells)
-        self.scales = tuple(int(s) for s in scales)
-
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False):
-        layer_states = [
-            cell.init_state(batch, height // s, width // s, device, dtype, channels_last)
-            for cell, s in zip(self.cells, self.scales)
-        ]
+        layer_states = super().init_state(batch, height, width, device, dtype, channels_last)
         s_top = self.scales[-1]
         (m,) = zeros_state(1, batch, self.cells[-1].hidden, height // s_top, width // s_top, device, dtype,
                            channels_last)

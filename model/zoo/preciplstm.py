@@ -19,13 +19,12 @@ MS-PrecipLSTM follows ``models/ms_preciplstm.py``: layer inputs are resized as i
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.cells import State, zeros_state
+from model.networks import RecurrentCore, layer_input, rescale
 from model.registry import register_family
 
 #: Authors' parameter count (mazhf/MS-RNN ``PrecipLSTM`` and ``MS_PrecipLSTM``) at the reference configuration.
@@ -34,15 +33,6 @@ AUTHORS_PARAMS = 7_041_217
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, padding=k // 2)
-
-
-def rescale(t: torch.Tensor, s_from: int, s_to: int) -> torch.Tensor:
-    """Move a (B, C, H/s_from, W/s_from) map to scale s_to: maxpool going down, bilinear going up."""
-    if s_to > s_from:
-        return F.max_pool2d(t, s_to // s_from)
-    if s_to < s_from:
-        return F.interpolate(t, scale_factor=s_from // s_to, mode="bilinear", align_corners=False)
-    return t
 
 
 def local_window_bias(height: int, width: int, window: int, device=None, dtype=None) -> torch.Tensor:
@@ -169,20 +159,13 @@ class PrecipLSTMCell(nn.Module):
         return h, m, (h, c, ms, mt)
 
 
-class PrecipLSTMCore(nn.Module):
+class PrecipLSTMCore(RecurrentCore):
     """Stack / mirrored pyramid of PrecipLSTM cells with the zig-zag memory ``m`` and each layer's previous input.
 
     ``core(x, state) -> (h_last, state)`` for one time step; state = (per-layer states, per-layer inputs at t-1, m).
     Layer inputs follow ``RecurrentCore`` (maxpool down; bilinear up + skip from the mirrored encoder layer); ``m``
     is rescaled from layer l-1 to layer l (layer 0: ``m`` of the top layer at t-1).
     """
-
-    def __init__(self, cells: Sequence[nn.Module], scales: Sequence[int]):
-        super().__init__()
-        if len(cells) != len(scales):
-            raise ValueError(f"scales: {len(scales)} scales for {len(cells)} layers")
-        self.cells = nn.ModuleList(cells)
-        self.scales = tuple(int(s) for s in scales)
 
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False):
@@ -197,17 +180,14 @@ class PrecipLSTMCore(nn.Module):
 
     def forward(self, x: torch.Tensor, state):
         layer_states, prev_inputs, m = state
-        n, sc = len(self.cells), self.scales
+        sc = self.scales
         m = rescale(m, sc[-1], sc[0])                           # top layer at t-1 -> layer 0
         outs: list[torch.Tensor] = []
         inputs: list[torch.Tensor] = []
         new_states: list[State] = []
-        inp = x                                                 # (B, hid, H, W)
         for i, cell in enumerate(self.cells):
+            inp = layer_input(i, x, outs, sc)                   # (B, hid, H/s_i, W/s_i)
             if i > 0:
-                inp = rescale(outs[i - 1], sc[i - 1], sc[i])    # (B, hid, H/s_i, W/s_i)
-                if sc[i] < sc[i - 1]:
-                    inp = inp + outs[n - 1 - i]                 # skip from the mirrored encoder layer
                 m = rescale(m, sc[i - 1], sc[i])
             h, m, st = cell(inp, prev_inputs[i], m, layer_states[i])
             inputs.append(inp)

@@ -13,14 +13,12 @@ conv each: 6 x 448 = 2,688 fewer.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from model.cells import State, zeros_state
+from model.networks import RecurrentCore, layer_input, rescale
 from model.registry import register_family
-from model.zoo._ops import layer_input, rescale
 
 
 class STLSTMCell(nn.Module):
@@ -64,7 +62,7 @@ class STLSTMCell(nn.Module):
         return h, (h, c), m, (delta_c, delta_m)
 
 
-class PredRNNCore(nn.Module):
+class PredRNNCore(RecurrentCore):
     """ST-LSTM layers with the zigzag memory M, as a stack (all scales 1) or the mirrored pyramid.
 
     States: ``(layer_states, M)``: one (h, c) per layer at its own scale, and M at the scale of the layer that
@@ -74,19 +72,9 @@ class PredRNNCore(nn.Module):
     (ST-LSTM: the increments (Δc, Δm)) through ``observe(layer, info)``. PredRNN++ uses this core too.
     """
 
-    def __init__(self, cells: Sequence[nn.Module], scales: Sequence[int]):
-        super().__init__()
-        if len(cells) != len(scales):
-            raise ValueError(f"scales: {len(scales)} scales for {len(cells)} layers")
-        self.cells = nn.ModuleList(cells)
-        self.scales = tuple(int(s) for s in scales)
-
     def init_state(self, batch: int, height: int, width: int, device=None, dtype=None,
                    channels_last: bool = False):
-        layer_states = [
-            cell.init_state(batch, height // s, width // s, device, dtype, channels_last)
-            for cell, s in zip(self.cells, self.scales)
-        ]
+        layer_states = super().init_state(batch, height, width, device, dtype, channels_last)
         s_top = self.scales[-1]
         (m,) = zeros_state(1, batch, self.cells[-1].hidden, height // s_top, width // s_top, device, dtype,
                            channels_last)
