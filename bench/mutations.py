@@ -48,8 +48,8 @@ LR = ("tests/test_lr.py",)
 MUTATIONS: tuple[Mutation, ...] = (
     # ---- the table
     Mutation("tf-prob-inverted", "mslstm/training/recipe.py",
-             "full = self.schedule.mask(batch * world_size, n_mask, prob, step, self.tcfg.seed)",
-             "full = self.schedule.mask(batch * world_size, n_mask, 1.0 - prob, step, self.tcfg.seed)",
+             "    prob = linear_teacher_forcing(tcfg, step)\n    return torch.bernoulli",
+             "    prob = 1.0 - linear_teacher_forcing(tcfg, step)\n    return torch.bernoulli",
              (SS, "-k", "masks_the_model_receives"), must=True),
     Mutation("rollout-mask-column-0", "model/networks.py",
              "m = mask[:, t - mask_from].view(b, 1, 1, 1)", "m = mask[:, 0].view(b, 1, 1, 1)",
@@ -99,7 +99,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("rollout-one-input-short", "model/networks.py",
              "elif t < n_known:", "elif t < n_known - 1:", (SS, "-k", "rollout")),
     Mutation("pyramid-skip-dropped", "model/networks.py",
-             "inp = up + outs[n - 1 - i]", "inp = up", ("tests/test_model.py", "-k", "skip")),
+             "return up + outs[len(scales) - 1 - i]", "return up", ("tests/test_model.py", "-k", "skip")),
     # ---- learning rate, optimizer, loss
     Mutation("lr-scaling-ignored", "mslstm/training/config.py",
              "            return self.lr * ratio\n", "            return self.lr\n", LR1),
@@ -124,7 +124,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ssim-sigma-2", "mslstm/evaluation/metrics.py", "SSIM_SIGMA = 1.5", "SSIM_SIGMA = 2.0",
              ("tests/test_metrics.py", "-k", "ssim")),
     Mutation("accumulator-counts-batches", "mslstm/evaluation/metrics.py",
-             "self.count += pred.shape[0]", "self.count += 1", ("tests/test_metrics.py", "-k", "accumulator")),
+             "                self.sums[name] = s.clone()\n        self.count += pred.shape[0]",
+             "                self.sums[name] = s.clone()\n        self.count += 1", ("tests/test_metrics.py", "-k", "accumulator")),
     # ---- validation rules
     Mutation("validate-max-bound-off", "mslstm/data/validate.py",
              '{"column": "max", "min_value": lo - tol, "max_value": hi + tol}',
