@@ -59,6 +59,7 @@ def learn_cfg(**overrides):
         "model.output_frames": N_OUT, "model.hidden": 8, "model.layers": 4, "model.scales": [1, 2, 2, 1],
         "model.patch_size": 4,
         "train.epochs": 100, "train.max_steps": STEPS, "train.batch_size": 16, "train.lr": 0.01, "train.loss": "mse",
+        "train.schedule": "none", "train.amp": "off",  # as measured (one-cycle would reset the optimizer lr)
         "train.ss_decay_steps": STEPS // 2, "train.val_batches": 1, "train.progress": "quiet",
         "train.device": "cpu", "tracking.enabled": False,
     }
