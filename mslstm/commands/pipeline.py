@@ -27,8 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="pipeline parameter for this run, e.g. --arg epochs=5 (repeatable); the image is "
                           "not one: --set pipeline.image=...")
 
-    c = sub.add_parser("compile", parents=[common], help="write the pipeline YAML and validate it (parameter "
-                       "defaults and image from params.yaml and --set)")
+    c = sub.add_parser("compile", parents=[common], help="write the pipeline YAML and validate it",
+                       description="Write the pipeline YAML and validate it. Its parameter defaults and the image "
+                       "of every component and TrainJob node come from params.yaml and --set (e.g. mslstm --set "
+                       "pipeline.image=registry/mslstm:1.0 pipeline compile); values for one run are given to "
+                       "`run` and `submit`.")
     c.add_argument("--out", default=None, help="output file (default: pipeline.package, artifacts/pipeline.yaml)")
 
     r = sub.add_parser("run", parents=[common, run_args], help="run the whole pipeline on this machine")
