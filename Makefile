@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test bench lint clean-artifacts
+.PHONY: install run test bench lint clean-artifacts lock plots-template
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_train.py
+
+# dvc.lock of the embedded default and the metrics/plots files it records (kept in git: the baseline a fresh
+# clone compares with); run after changing dvc.yaml or params.yaml, then commit what it lists.
+lock: $(STAMP)
+	$(BIN)/mslstm data --raw-only
+	$(BIN)/dvc repro
+	@echo "commit: git add dvc.lock artifacts/train/metrics.json artifacts/train/history.csv artifacts/eval/metrics.json artifacts/eval/per_frame.csv artifacts/profile/metrics.json"
+
+# plots/template.html: the DVC plots page with Vega, Vega-Lite and Vega-Embed inline (from the npm registry)
+plots-template:
+	cd $$(mktemp -d) && npm pack --silent vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0 >/dev/null && \
+	  $(PYTHON) $(CURDIR)/plots/build_template.py $$PWD/vega-5.33.1.tgz $$PWD/vega-lite-5.23.0.tgz $$PWD/vega-embed-6.29.0.tgz
 
 clean-artifacts:
 	rm -rf artifacts

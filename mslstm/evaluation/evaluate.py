@@ -85,12 +85,13 @@ def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]
 def _log_comparable(tracker: Any, out_dir: Path, split: str, numbers: list[int], per_frame: dict[str, list[float]],
                     averaged: dict[str, float], n_examples: int, step: int) -> None:
     """What MLflow's UI compares across runs: the example strips and per-frame curves as images under fixed keys
-    (``<split>_example_<i>``, ``<split>_per_frame_<metric>``; step = the checkpoint's training step), and the
+    (``<split>_examples/sequence_<i>``, ``<split>_per_frame/<metric>``: one chart section each in MLflow's UI;
+    step = the checkpoint's training step), and the
     evaluation tables (``eval/<split>_per_frame.json``, ``eval/<split>_metrics.json``) for the artifact view."""
     for i in range(n_examples):
-        tracker.log_image(out_dir / f"example_{i}.png", key=f"{split}_example_{i}", step=step)
+        tracker.log_image(out_dir / f"example_{i}.png", key=f"{split}_examples/sequence_{i}", step=step)
     for m in METRICS:
-        tracker.log_image(out_dir / f"per_frame_{m}.png", key=f"{split}_per_frame_{m}", step=step)
+        tracker.log_image(out_dir / f"per_frame_{m}.png", key=f"{split}_per_frame/{m}", step=step)
     tracker.log_table({"frame": numbers, **{m: [float(v) for v in per_frame[m]] for m in METRICS}},
                       artifact_file=f"eval/{split}_per_frame.json")
     tracker.log_table({"metric": list(averaged), "value": [float(v) for v in averaged.values()]},
