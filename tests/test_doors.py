@@ -210,6 +210,20 @@ def _param(tree: dict, key: str):
     return node
 
 
+def _norm(v):
+    """Values as DVC and PyYAML may write them differently (``1e-06`` is a string to PyYAML, a float to DVC)."""
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 def test_dvc_lock_is_the_lock_of_dvc_yaml_and_params_yaml():
     """dvc.lock is committed and current: every stage's command and params as dvc.yaml/params.yaml say now, the
     same outputs, and the git-tracked metrics/plots files are the ones it records (`make lock` regenerates all;
@@ -224,7 +238,7 @@ def test_dvc_lock_is_the_lock_of_dvc_yaml_and_params_yaml():
         locked = got.get("params", {}).get("params.yaml", {})
         for key in stage.get("params", []):
             assert key in locked, f"{name}: param {key} not in dvc.lock; make lock"
-            assert locked[key] == _param(params, key), f"{name}: {key} differs from params.yaml; make lock"
+            assert _norm(locked[key]) == _norm(_param(params, key)), f"{name}: {key} differs from params.yaml; make lock"
         declared = {next(iter(o)) if isinstance(o, dict) else o
                     for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])}
         assert {o["path"] for o in got.get("outs", [])} == declared, f"{name}: outputs changed; make lock"
