@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1 $(BIN)/pip
 PIP_QUIET ?= -qq
 
-.PHONY: install run test bench lint clean-artifacts image
+.PHONY: install run test bench lint clean-artifacts image lock plots-template
 
 $(STAMP): pyproject.toml
 	@echo "installing the project and its test extras into $(VENV) (a few minutes on a fresh machine)"
@@ -45,6 +45,18 @@ bench: $(STAMP)
 IMAGE_ARGS ?=
 image: $(STAMP)
 	$(BIN)/mslstm image build $(IMAGE_ARGS)
+
+# dvc.lock of the embedded default and the metrics/plots files it records (kept in git: the baseline a fresh
+# clone compares with); run after changing dvc.yaml or params.yaml, then commit what it lists.
+lock: $(STAMP)
+	$(BIN)/mslstm data --raw-only
+	$(BIN)/dvc repro
+	@echo "commit: git add dvc.lock artifacts/train/metrics.json artifacts/train/history.csv artifacts/eval/metrics.json artifacts/eval/per_frame.csv artifacts/profile/metrics.json"
+
+# plots/template.html: the DVC plots page with Vega, Vega-Lite and Vega-Embed inline (from the npm registry)
+plots-template:
+	cd $$(mktemp -d) && npm pack --silent vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0 >/dev/null && \
+	  $(PYTHON) $(CURDIR)/plots/build_template.py $$PWD/vega-5.33.1.tgz $$PWD/vega-lite-5.23.0.tgz $$PWD/vega-embed-6.29.0.tgz
 
 clean-artifacts:
 	rm -rf artifacts

@@ -231,7 +231,8 @@ def evaluate(
 
 
 def profile(
-    config: str, profile_dir: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown], model_name: str = ""
+    config: str, profile_dir: Output[Artifact], metrics: Output[Metrics], report: Output[Markdown], model_name: str = "",
+    run_id: str = "",
 ) -> str:
     """Measure parameters, FLOPs, latency, memory and cost of the model (``mslstm.evaluation.profile.profile``).
 
@@ -241,6 +242,8 @@ def profile(
         metrics: the cost figures.
         report: ``cost.md`` (Markdown).
         model_name: model to profile ("" = the config's).
+        run_id: the MLflow run of the training (the train task's output) to log the cost into, as ``dvc repro``
+            does ("" = a run of its own).
 
     Returns:
         JSON of ``cost.json``.
@@ -252,7 +255,7 @@ def profile(
     from mslstm.evaluation.profile import profile as profile_step
 
     cfg = load_config_json(config, run_overrides(model_name=model_name))
-    profile_step(cfg, profile_dir.path)
+    profile_step(cfg, profile_dir.path, run_id=run_id or None)
     cost = read_json(os.path.join(profile_dir.path, "cost.json"))
     log_metrics(metrics, cost)
     copy_file(os.path.join(profile_dir.path, "cost.md"), report.path)

@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        from mslstm.devices import apply_thread_default
+
+        apply_thread_default()  # torch threads = the cores this process may use (MSLSTM_NUM_THREADS overrides)
         cfg = load_cli_config(args) if getattr(args._module, "NEEDS_CONFIG", True) else None
         return int(args._module.run(args, cfg) or 0)
     except MSLSTMError as exc:

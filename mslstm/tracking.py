@@ -1,8 +1,15 @@
 """MLflow tracking for every step (train, evaluate, profile, register, ablation): one way to open a run, one way to
 end it, one :class:`TrackingConfig` (the ``tracking:`` section).
 
-Where: env ``MLFLOW_TRACKING_URI`` first, else the ``tracking_uri`` of the ``run.json`` being continued, else
-``tracking.uri`` (default ``sqlite:///mlflow.db`` in the working directory; relative SQLite paths are made absolute).
+Where: env ``MLFLOW_TRACKING_URI`` first (a relative SQLite path in it is the working directory's, as MLflow reads
+it), else the ``tracking_uri`` of the ``run.json`` being continued, else ``tracking.uri`` (default
+``sqlite:///mlflow.db``), whose relative SQLite path is resolved against :func:`project_root`, so that every command
+in any folder finds the same store: the nearest folder from the working directory upwards that holds ``dvc.yaml``
+or ``params.yaml`` (the project), else env ``MSLSTM_HOME``, else the checkout the ``mslstm`` package is imported
+from (an editable install), else ``~/.mslstm``.
+
+Run names (:func:`run_name`) say what ran: model, data source and the key training settings
+(``mslstm moving_mnist lr=0.002 bs=16 ep=4``); ``tracking.run_name`` replaces it.
 
 Which run (:func:`open_run`):
 
@@ -58,9 +65,10 @@ class TrackingConfig:
     """MLflow tracking.
 
     Attributes:
-        uri: tracking URI; env ``MLFLOW_TRACKING_URI`` wins over it. Default: SQLite file in the working dir.
+        uri: tracking URI; env ``MLFLOW_TRACKING_URI`` wins over it. Default: the SQLite file ``mlflow.db`` of the
+            project (a relative SQLite path is resolved against :func:`project_root`, not the working dir).
         experiment: MLflow experiment name.
-        run_name: run name (null: MLflow picks one).
+        run_name: run name (null: what ran, e.g. ``mslstm moving_mnist lr=0.002 bs=16 ep=4``).
         enabled: track at all (false: no MLflow calls, no run.json).
         log_every_steps: log training loss/lr/throughput every N steps (epoch metrics always).
         system_metrics: log CPU/GPU/memory usage (MLflow system metrics, needs psutil).
@@ -104,24 +112,43 @@ def tracking_enabled(cfg: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------------- where
 def resolve_tracking_uri(cfg: Any = None, run_info: Mapping[str, Any] | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else ``run_info["tracking_uri"]``, else ``tracking.uri`` (``cfg`` is a
-    Config or a TrackingConfig), else the embedded SQLite default."""
+    Config or a TrackingConfig), else the embedded SQLite default; a relative SQLite path of the config (or the
+    default) is resolved against :func:`project_root`."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
         return absolute_sqlite_uri(env)
     if run_info and run_info.get("tracking_uri"):
         return absolute_sqlite_uri(str(run_info["tracking_uri"]))
-    return absolute_sqlite_uri(getattr(_section(cfg), "uri", None) or DEFAULT_TRACKING_URI)
+    uri = getattr(_section(cfg), "uri", None) or DEFAULT_TRACKING_URI
+    return absolute_sqlite_uri(uri, project_root() if uri.startswith("sqlite:///") else None)
 
 
-def absolute_sqlite_uri(uri: str) -> str:
-    """``sqlite:///mlflow.db`` -> ``sqlite:////<cwd>/mlflow.db``: the same file, but a URI that still points to it
-    from another working directory (run.json is read by later steps) and that MLflow's per-URI store cache cannot
-    confuse with another folder's database. Other URIs are returned unchanged."""
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The folder a relative ``tracking.uri`` SQLite path is resolved against (see the module doc): the nearest of
+    ``start`` (default: the working directory) and its parents holding ``dvc.yaml`` or ``params.yaml``, else env
+    ``MSLSTM_HOME``, else the checkout this package is imported from, else ``~/.mslstm``."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() or (folder / "params.yaml").is_file():
+            return folder
+    home = os.environ.get("MSLSTM_HOME", "").strip()
+    if home:
+        return Path(home).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "dvc.yaml").is_file() and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.home() / ".mslstm"
+
+
+def absolute_sqlite_uri(uri: str, base: str | os.PathLike | None = None) -> str:
+    """``sqlite:///mlflow.db`` -> ``sqlite:////<base>/mlflow.db`` (``base`` default: the working directory): a URI
+    that still points to the same file from another working directory (run.json is read by later steps) and that
+    MLflow's per-URI store cache cannot confuse with another folder's database. Other URIs are returned unchanged."""
     prefix = "sqlite:///"
     if uri.startswith(prefix):
         path = uri[len(prefix):]
         if path and not path.startswith("/") and ":memory:" not in path:
-            return prefix + os.path.abspath(path)
+            return prefix + os.path.abspath(os.path.join(base or os.getcwd(), path))
     return uri
 
 
@@ -232,6 +259,25 @@ def run_tags(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     if dirty is not None:
         tags["git.dirty"] = str(dirty).lower()
     return tags
+
+
+def run_name(cfg: Any, step: str | None = None) -> str | None:
+    """The name of a new run: ``tracking.run_name`` when set, else what ran, e.g.
+    ``mslstm moving_mnist lr=0.002 bs=16 ep=4`` (``step`` prefixes it for a step run on its own, e.g.
+    ``evaluate mslstm ...``). None without a full Config (MLflow then picks a name)."""
+    explicit = getattr(_section(cfg), "run_name", None)
+    if explicit:
+        return str(explicit)
+    model, data, train = (getattr(cfg, k, None) for k in ("model", "data", "train"))
+    if model is None or train is None:
+        return None
+    batch = getattr(train, "global_batch_size", None) or getattr(train, "batch_size", "?")
+    parts = [getattr(model, "name", "model"), str(getattr(data, "source", "") or "").replace("-", "_"),
+             f"lr={getattr(train, 'lr', '?'):g}", f"bs={batch}", f"ep={getattr(train, 'epochs', '?')}"]
+    if getattr(train, "max_steps", 0):
+        parts.append(f"steps={train.max_steps}")
+    name = " ".join(p for p in parts if p)
+    return f"{step} {name}" if step else name
 
 
 def _param_value(v: Any) -> str:
@@ -369,6 +415,30 @@ class Tracker:
 
         mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
 
+    def log_image(self, image: str | os.PathLike | Any, key: str, step: int = 0) -> None:
+        """An image (a PNG path or an HxWxC array) under ``key`` at ``step``: MLflow's run page and the comparison
+        of runs show the images of a key side by side (``mlflow.log_image(key=..., step=...)``)."""
+        if not self.enabled:
+            return
+        import mlflow
+        import numpy as np
+
+        if isinstance(image, (str, os.PathLike)):
+            from PIL import Image
+
+            with Image.open(image) as im:
+                image = np.asarray(im.convert("RGB"))
+        mlflow.log_image(image, key=key, step=int(step))
+
+    def log_table(self, data: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A table (columns of equal length) as ``artifact_file`` (``.json``): the comparison's artifact view shows
+        it for every run (``mlflow.log_table``)."""
+        if not self.enabled:
+            return
+        import mlflow
+
+        mlflow.log_table(data=dict(data), artifact_file=artifact_file)
+
     def log_model(self, model: Any, input_example: Any, name: str = "model", serialization_format: str = "pt2",
                   metadata: Mapping[str, Any] | None = None) -> str | None:
         """``mlflow.pytorch.log_model`` with a signature inferred from ``input_example`` (batch >= 2);
@@ -458,7 +528,7 @@ def open_run(
         cfg: the Config (its ``tracking`` section is read) or a TrackingConfig, or None for the defaults.
         run_id: continue this run.
         run_info: continue the run of this parsed ``run.json`` (when ``run_id`` is not given).
-        run_name: name of a new run (default ``tracking.run_name``).
+        run_name: name of a new run (default :func:`run_name` of ``cfg``).
         out_dir: write ``run.json`` of the run there.
         tags: tags of a new run.
         enabled: False on ranks other than 0 (a no-op tracker).
@@ -502,7 +572,7 @@ def open_run(
         exp_name = getattr(section, "experiment", None) or DEFAULT_EXPERIMENT
         exp = mlflow.set_experiment(exp_name)
         run = mlflow.start_run(experiment_id=exp.experiment_id,
-                               run_name=run_name or getattr(section, "run_name", None) or None,
+                               run_name=run_name or _run_name_or_none(cfg),
                                tags=dict(tags or {}), log_system_metrics=system_metrics)
     tracker = Tracker(True, run, uri, exp_name)
     try:
@@ -515,6 +585,10 @@ def open_run(
         _end(mlflow, end_status(exc))
         raise
     _end(mlflow, end_status(None))
+
+
+def _run_name_or_none(cfg: Any) -> str | None:
+    return run_name(cfg) if cfg is not None else None
 
 
 @contextlib.contextmanager

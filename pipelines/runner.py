@@ -84,21 +84,94 @@ def run_local(cfg: Config, root: str | Path, arguments: dict[str, Any], ablation
     return root
 
 
+#: How submit reaches the KFP endpoint: one TCP connection attempt with this timeout before any API call, then
+#: one try per API call (kfp's own health check would retry 5 times, sleeping 5 s, with 3 urllib3 retries each).
+CONNECT_TIMEOUT_S = 10.0
+_HTTP_HINTS = {
+    401: "the endpoint wants credentials (kfp.Client's: a token in KF_PIPELINES_SA_TOKEN_PATH, or the "
+         "authentication cookie of `kfp` CLI's context)",
+    403: "the credentials are not allowed here (check the namespace / profile and its access)",
+    404: "no KFP API at this address: give the API endpoint, e.g. https://kfp.example.com/pipeline",
+}
+
+
+def check_reachable(host: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse an unreachable ``host`` in one line: one TCP connection attempt (DNS + connect) with ``timeout_s``.
+
+    Raises:
+        ConfigError: ``--host <url>: cannot be reached (<why>; tried once, timeout <s> s)``.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host if "://" in host else f"http://{host}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--host {host}: not an http(s) URL, e.g. https://kfp.example.com/pipeline")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ConfigError(f"--host {host}: {exc}") from None
+    how = f"tried once, timeout {timeout_s:g} s"
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: cannot be reached (name {parts.hostname!r} does not resolve: "
+                          f"{exc.strerror}; {how})") from None
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"--host {host}: cannot be reached ({why} at {parts.hostname}:{port}; {how})") from None
+
+
+def _api_error(host: str, exc: BaseException) -> ConfigError:
+    """One line for a failed KFP API call: the HTTP status and what to do, or why the host was not reached."""
+    status = getattr(exc, "status", None)
+    if status:
+        reason = getattr(exc, "reason", "") or ""
+        hint = _HTTP_HINTS.get(int(status), "the endpoint refused the request")
+        return ConfigError(f"--host {host}: HTTP {status} {reason}".rstrip() + f": {hint} (tried once)")
+    text = str(getattr(exc, "reason", None) or exc).splitlines()[0][:200]
+    return ConfigError(f"--host {host}: cannot be reached ({type(exc).__name__}: {text}; tried once)")
+
+
 def submit(cfg: Config, host: str, experiment: str, arguments: dict[str, Any], run_name: str | None = None,
            namespace: str | None = None, package: str | Path | None = None, ablation: bool | None = None) -> str:
-    """Submit a run to ``host`` (``kfp.Client.create_run_from_pipeline_package``); returns the run's URL."""
+    """Submit a run to ``host`` (``kfp.Client.create_run_from_pipeline_package``); returns the run's URL.
+
+    An unreachable host, or an HTTP error (401, 403, 404, ...) from it, raises one :class:`ConfigError` line that
+    says so and how it was tried (:func:`check_reachable`, one try per API call)."""
+    import logging
     import tempfile
     import time
+    import warnings
 
     import kfp
+    import kfp_server_api
+    import urllib3
+
+    class _OneTryClient(kfp.Client):
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:  # one try; the caller says what failed
+            return self._healthz_api.healthz_service_get_healthz()
 
     check_arguments(build_pipeline(cfg, ablation), arguments)
     run_name = run_name or f"{cfg.pipeline.name}{'-ablation' if ablation else ''} {time.strftime('%Y-%m-%d %H-%M-%S')}"
     with tempfile.TemporaryDirectory(prefix="mslstm-submit-") as tmp:
         pkg = Path(package) if package else compile_pipeline(cfg, Path(tmp) / "pipeline.yaml", ablation)
         validate_package(pkg)
-        client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
-        result = client.create_run_from_pipeline_package(
-            str(pkg), arguments=arguments, run_name=run_name, experiment_name=experiment, namespace=namespace,
-        )
+        check_reachable(host)
+        quiet = logging.getLogger("urllib3")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # no "Retrying (Retry(total=2...))" lines: the error below says it once
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # kfp's "only works with KFP 2.0.0-beta.2" notice
+                client = _OneTryClient(host=host, namespace=namespace) if namespace else _OneTryClient(host=host)
+                result = client.create_run_from_pipeline_package(
+                    str(pkg), arguments=arguments, run_name=run_name, experiment_name=experiment,
+                    namespace=namespace,
+                )
+        except (kfp_server_api.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _api_error(host, exc) from None
+        finally:
+            quiet.setLevel(level)
     return f"{host.rstrip('/')}/#/runs/details/{result.run_id}"

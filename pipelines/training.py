@@ -3,6 +3,9 @@
 Both are built from a validated :class:`mslstm.config.Config`: its JSON is the default of the ``config``
 parameter, and the per-run knobs (model, epochs, batch size, learning rate, GPUs, nodes, registry gate) are
 pipeline parameters whose defaults come from it, so a compiled pipeline can be re-run with other values.
+The image is not a run parameter: KFP fixes a component's image when the pipeline is compiled, so
+``pipeline.image`` (``--set pipeline.image=...`` when compiling or submitting) is the image of every component and
+of the TrainJob nodes alike.
 """
 
 import json
@@ -51,7 +54,15 @@ def _data_tasks(c: Any, cfg: Config, config: Any) -> tuple[dsl.PipelineTask, dsl
     return data_task, val_task
 
 
-def _after_train(c, cfg, config, data_task, train_task, profile_task, model_name, register, gpus) -> None:
+def _profile(c: Any, cfg: Config, config: Any, train_task: dsl.PipelineTask, model_name: Any) -> dsl.PipelineTask:
+    """The cost profile, logged into the training run (the train task's output), as ``dvc repro`` does: one MLflow
+    run per training, with its data, training, evaluation and cost."""
+    task = _light(c.profile(config=config, model_name=model_name, run_id=train_task.outputs["Output"]), cfg)
+    return _no_cache(task).set_display_name("profile")
+
+
+def _after_train(c, cfg, config, data_task, train_task, model_name, register, gpus) -> None:
+    profile_task = _profile(c, cfg, config, train_task, model_name)
     ev = _heavy(
         c.evaluate(config=config, dataset=data_task.outputs["dataset"], model=train_task.outputs["model"],
                    model_name=model_name),
@@ -90,7 +101,6 @@ def build_training_pipeline(cfg: Config) -> Callable:
         gpus: int = p.gpus,
         nodes: int = p.nodes,
         register: bool = p.register,
-        image: str = p.image,
     ) -> None:
         """Train, evaluate, profile and (behind the registry gate) register one model.
 
@@ -103,20 +113,17 @@ def build_training_pipeline(cfg: Config) -> Callable:
             gpus: GPUs per node (0 = CPU; >1 runs torchrun inside the train task).
             nodes: training nodes; >1 runs a Kubeflow Trainer TrainJob.
             register: register the model in the MLflow Model Registry (promotion gate applies).
-            image: image of the TrainJob nodes (the project image).
         """
         data_task, val_task = _data_tasks(c, cfg, config)
-        profile_task = _light(c.profile(config=config, model_name=model_name), cfg)
-        _no_cache(profile_task).set_display_name("profile")
         with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
             with dsl.If(nodes > 1, name="multi-node"):
                 tj = _light(
-                    c.train_trainjob(config=config, dataset=data_task.outputs["dataset"], image=image, nodes=nodes,
+                    c.train_trainjob(config=config, dataset=data_task.outputs["dataset"], image=p.image, nodes=nodes,
                                      gpus=gpus, model_name=model_name, epochs=epochs, batch_size=batch_size, lr=lr),
                     cfg,
                 )
                 _no_cache(tj).set_display_name("train (TrainJob)")
-                _after_train(c, cfg, config, data_task, tj, profile_task, model_name, register, 0)
+                _after_train(c, cfg, config, data_task, tj, model_name, register, 0)
             with dsl.Else(name="single-node"):
                 tr = _heavy(
                     c.train(config=config, dataset=data_task.outputs["dataset"], model_name=model_name,
@@ -124,7 +131,7 @@ def build_training_pipeline(cfg: Config) -> Callable:
                     cfg, gpus,
                 )
                 _no_cache(tr).set_display_name("train")
-                _after_train(c, cfg, config, data_task, tr, profile_task, model_name, register, gpus)
+                _after_train(c, cfg, config, data_task, tr, model_name, register, gpus)
 
     return mslstm_training
 
@@ -167,14 +174,13 @@ def build_ablation_pipeline(cfg: Config) -> Callable:
         data_task, val_task = _data_tasks(c, cfg, config)
         with dsl.If(val_task.outputs["Output"] == True, name="data-valid"):  # noqa: E712
             with dsl.ParallelFor(models, name="models", parallelism=p.ablation_parallelism) as model_name:
-                pr = _light(c.profile(config=config, model_name=model_name), cfg)
-                _no_cache(pr).set_display_name("profile")
                 tr = _heavy(
                     c.train(config=config, dataset=data_task.outputs["dataset"], model_name=model_name,
                             epochs=epochs, batch_size=batch_size, lr=lr, gpus=gpus),
                     cfg, gpus,
                 )
                 _no_cache(tr).set_display_name("train")
+                pr = _profile(c, cfg, config, tr, model_name)
                 ev = _heavy(
                     c.evaluate(config=config, dataset=data_task.outputs["dataset"], model=tr.outputs["model"],
                                model_name=model_name, cost=pr.outputs["Output"]),

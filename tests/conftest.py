@@ -72,3 +72,10 @@ def tiny_dataset(tmp_path) -> Path:
     }
     write_dataset(out, splits, input_frames=3, output_frames=3, source="tiny-random")
     return out
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_home_in_tmp(tmp_path, monkeypatch):
+    """Outside a project folder the default MLflow store is ``$MSLSTM_HOME/mlflow.db`` (else the checkout's):
+    point it at the test's tmp_path, so that no test writes runs into the repository's store."""
+    monkeypatch.setenv("MSLSTM_HOME", str(tmp_path))

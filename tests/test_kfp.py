@@ -43,7 +43,8 @@ def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
     pb = validate_package(out)
     assert pb.pipeline_info.name == "mslstm-training"
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"config", "model_name", "epochs", "batch_size", "lr", "gpus", "nodes", "register", "image"}
+    # no `image` run parameter: KFP fixes the components' image at compile time, so pipeline.image is the one image
+    assert set(params) == {"config", "model_name", "epochs", "batch_size", "lr", "gpus", "nodes", "register"}
     assert params["model_name"]["defaultValue"] == "mslstm"
     assert params["epochs"]["defaultValue"] == cfg.train.epochs
     assert json.loads(params["config"]["defaultValue"])["model"]["hidden"] == cfg.model.hidden
@@ -65,9 +66,17 @@ def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
         body = "\n".join(c["command"])
         assert "pip install" not in body, name
         assert "from components.runtime import" in body, name
-    # the chain: root has data, validate, profile and the validation gate
+    # ... and the TrainJob nodes run that same image (a constant input, not a run parameter); profile logs into the
+    # training run: its run_id is the train task's output (as `dvc repro` passes run.json)
+    tasks = {t: d for c in comps.values() for t, d in ((c.get("dag") or {}).get("tasks") or {}).items()}
+    image_in = tasks["train-trainjob"]["inputs"]["parameters"]["image"]
+    assert image_in == {"runtimeValue": {"constant": "registry.example.com/mslstm:test"}}
+    producers = {tasks[t]["inputs"]["parameters"]["run_id"]["taskOutputParameter"]["producerTask"]
+                 for t in tasks if t.startswith("profile")}
+    assert producers == {"train", "train-trainjob"}
+    # the chain: root has data, validate and the validation gate; profile runs after train, in its MLflow run
     root = spec["root"]["dag"]["tasks"]
-    assert {"data", "validate", "profile", "condition-1"} <= set(root)
+    assert {"data", "validate", "condition-1"} <= set(root) and "profile" not in root
     assert root["data"]["cachingOptions"].get("enableCache") is True
     assert root["validate"]["cachingOptions"].get("enableCache") is True
     assert root["validate"]["dependentTasks"] == ["data"]
@@ -121,6 +130,25 @@ def test_ablation_pipeline_parallelfor_and_collected(cfg, tmp_path):
     default = json.loads(params["config"]["defaultValue"])
     assert default["train"]["epochs"] == cfg.ablation.epochs
     assert default["evaluate"]["max_sequences"] == cfg.ablation.eval_sequences
+
+
+def test_compile_takes_no_run_arguments_and_says_so(capsys):
+    """`--arg` is listed where it works (run, submit) and nowhere else; the image is --set pipeline.image."""
+    from mslstm.cli import build_parser
+
+    helps = {}
+    for action in ("compile", "run", "submit"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["pipeline", action, "--help"])
+        helps[action] = capsys.readouterr().out
+    assert "--arg" not in helps["compile"] and "pipeline.image" in helps["compile"]
+    assert "--arg" in helps["run"] and "--arg" in helps["submit"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--params", str(ROOT / "params.yaml"), "pipeline", "compile", "--arg", "epochs=3"])
+    assert exc.value.code == 2 and "unrecognized arguments: --arg" in capsys.readouterr().err
+    rc = main(["--params", str(ROOT / "params.yaml"), "pipeline", "submit", "--host", "http://127.0.0.1:9",
+               "--arg", "image=x"])
+    assert rc == 2 and "--arg image: not a parameter of the pipeline" in capsys.readouterr().err
 
 
 def test_compile_command_writes_validated_yaml(tmp_path, capsys):
@@ -222,3 +250,56 @@ def test_submit_needs_a_host(capsys):
     rc = main(["--params", str(ROOT / "params.yaml"), "pipeline", "submit"])
     assert rc == 2
     assert "--host" in capsys.readouterr().err
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """A KFP endpoint that answers every request with one HTTP status."""
+
+    status = 401
+
+    def _handle(self):
+        data = b'{"error": "no", "code": 16}'
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_submit_to_a_refusing_endpoint_says_so_in_one_line(status, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    handler = type(f"Refusing{status}", (_Refusing,), {"status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"http://127.0.0.1:{server.server_port}"
+    try:
+        rc = main(["-q", "--params", str(ROOT / "params.yaml"), "pipeline", "submit", "--host", host])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --host {host}: HTTP {status}") and "tried once" in err, err
+
+
+def test_submit_to_an_unreachable_host_says_so_in_one_line(capsys, monkeypatch, tmp_path):
+    import socket
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = f"http://127.0.0.1:{port}"
+    rc = main(["-q", "--params", str(ROOT / "params.yaml"), "pipeline", "submit", "--host", host])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"--host {host}: cannot be reached" in err and "refused" in err.lower() and "timeout 10 s" in err, err

@@ -47,7 +47,7 @@ def test_pipeline_run_local_end_to_end(tmp_path):
     logged = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["mse"] == pytest.approx(metrics["mse"])
     assert json.loads(executor["parameterValues"]["Output"])["model"] == "mslstm"
-    cost = json.loads((out / "profile" / "profile_dir" / "cost.json").read_text())
+    cost = json.loads((_one(out, "profile*/profile_dir") / "cost.json").read_text())
     from mslstm.config import load_config
 
     tiny_model = load_config(tmp_path / "params.yaml").model
@@ -68,6 +68,10 @@ def test_pipeline_run_local_end_to_end(tmp_path):
     assert r.info.status == "FINISHED"
     assert float(r.data.params["train.lr"]) == pytest.approx(0.002)  # the per-run pipeline parameter took effect
     assert any(k.endswith("mse") and k.startswith("test") for k in r.data.metrics), r.data.metrics
+    # the same MLflow layout as `dvc repro`: one run per training, with its evaluation and its cost profile
+    assert "cost_params" in r.data.metrics and "cost_flops_forward" in r.data.metrics, r.data.metrics
+    assert len(client.search_runs([r.info.experiment_id])) == 1
+    assert r.info.run_name.startswith("mslstm ") and "lr=0.002" in r.info.run_name, r.info.run_name
     versions = client.search_model_versions("name='mslstm'")
     assert len(versions) == 1
     assert str(decision["version"]) == str(versions[0].version)

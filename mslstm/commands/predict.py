@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-future", type=int, default=None, help="frames to predict (default: the model's "
                         "output_frames)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking/registry URI for models:/ "
-                        "(default: env MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+                        "(default: env MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db, found from any folder: "
+                        "see docs/training.md)")
 
 
 def run(args, cfg) -> int:
@@ -33,9 +34,15 @@ def run(args, cfg) -> int:
     if str(args.model).startswith(("models:/", "runs:/")):
         import mlflow
 
-        from mslstm.tracking import resolve_tracking_uri
+        from mslstm.errors import RegistryError
+        from mslstm.tracking import absolute_sqlite_uri, resolve_tracking_uri
 
-        mlflow.set_tracking_uri(args.tracking_uri or resolve_tracking_uri(None))
+        uri = absolute_sqlite_uri(args.tracking_uri) if args.tracking_uri else resolve_tracking_uri(None)
+        if uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///"):]):
+            # MLflow would create an empty store here and then say the model does not exist
+            raise RegistryError(f"{args.model}: no MLflow store at {uri[len('sqlite:///'):]} (run where the "
+                                "project's runs are, or give --tracking-uri / MLFLOW_TRACKING_URI)")
+        mlflow.set_tracking_uri(uri)
     if args.n_future is not None and args.n_future < 1:
         from mslstm.errors import ConfigError
 

@@ -96,6 +96,22 @@ def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]
         fh.write(buf.getvalue())
 
 
+def _log_comparable(tracker: Any, out_dir: Path, split: str, numbers: list[int], per_frame: dict[str, list[float]],
+                    averaged: dict[str, float], n_examples: int, step: int) -> None:
+    """What MLflow's UI compares across runs: the example strips and per-frame curves as images under fixed keys
+    (``<split>_examples/sequence_<i>``, ``<split>_per_frame/<metric>``: one chart section each in MLflow's UI;
+    step = the checkpoint's training step), and the
+    evaluation tables (``eval/<split>_per_frame.json``, ``eval/<split>_metrics.json``) for the artifact view."""
+    for i in range(n_examples):
+        tracker.log_image(out_dir / f"example_{i}.png", key=f"{split}_examples/sequence_{i}", step=step)
+    for m in METRICS:
+        tracker.log_image(out_dir / f"per_frame_{m}.png", key=f"{split}_per_frame/{m}", step=step)
+    tracker.log_table({"frame": numbers, **{m: [float(v) for v in per_frame[m]] for m in METRICS}},
+                      artifact_file=f"eval/{split}_per_frame.json")
+    tracker.log_table({"metric": list(averaged), "value": [float(v) for v in averaged.values()]},
+                      artifact_file=f"eval/{split}_metrics.json")
+
+
 def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
              run_id: Optional[str] = None) -> dict[str, Any]:
     """Score ``checkpoint`` on ``cfg.evaluate.split`` of ``data_dir``; write metrics, CSV and pictures to ``out_dir``.
@@ -152,16 +168,18 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     for i, (x, y, p) in enumerate(examples):
         files += mset.pictures(out_dir, i, x, y, p, f"{mcfg.name} {ecfg.split} sequence {i}")
 
-    from mslstm.tracking import find_run_info, open_run
+    from mslstm.tracking import find_run_info, open_run, run_name
 
     run_info = None if run_id else find_run_info(checkpoint.parent)
-    with open_run(cfg, run_id=run_id, run_info=run_info, run_name=f"evaluate-{mcfg.name}") as tracker:
+    with open_run(cfg, run_id=run_id, run_info=run_info, run_name=run_name(cfg, "evaluate")) as tracker:
         split = ecfg.split
         series = [(f"{split}_{m}_frame", v, k) for m in per_frame for k, v in zip(numbers, per_frame[m])]
         tracker.log_metric_series(series + [(f"{split}_{k}", v, 0) for k, v in averaged.items()])
         tracker.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n),
                           "eval.metric_set": mset.name})
         tracker.log_artifacts(out_dir, artifact_path="eval")
+        _log_comparable(tracker, out_dir, split, numbers, per_frame, averaged, len(examples),
+                        int(payload.get("step") or 0))
     log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f (blank-frame mse %.3f, copy-last mse %.3f)", mcfg.name,
              averaged["mse"], averaged["mae"], averaged["ssim"], averaged["psnr"], averaged["baseline_blank_mse"],
              averaged["baseline_copy_last_mse"])

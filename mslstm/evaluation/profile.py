@@ -320,11 +320,12 @@ def profile(cfg: Any, out_dir: str | os.PathLike, run_id: Optional[str] = None,
     out_dir = Path(out_dir)
     r = measure(cfg)
     write_json(out_dir / "cost.json", r)
+    write_json(out_dir / "metrics.json", flat_metrics(r))  # numbers only: the DVC metrics
     write_text(out_dir / "cost.md", f"# Cost profile: {r['model']}\n\n" + cost_markdown(r))
-    from mslstm.tracking import find_run_info, open_run
+    from mslstm.tracking import find_run_info, open_run, run_name
 
     info = None if run_id else find_run_info(run_info)
-    with open_run(cfg, run_id=run_id, run_info=info, run_name=f"profile-{r['model']}") as tracker:
+    with open_run(cfg, run_id=run_id, run_info=info, run_name=run_name(cfg, "profile")) as tracker:
         tracker.log_metrics(flat_metrics(r), synchronous=True)
         tracker.set_tags({"cost.device": r["device"], "cost.memory_measure": r["memory_measure"][:250]})
         tracker.log_artifact(out_dir / "cost.json", artifact_path="profile")

@@ -5,7 +5,8 @@
     future = predictor.predict(frames, n_future=10)            # (B, T_in, C, H, W) float32 in [0, 1]
 
 Input arrays: ``(B, T_in, C, H, W)`` or one sequence ``(T_in, C, H, W)``; float in [0, 1] or uint8 (divided by
-255). Anything else (wrong rank, channel count or frame size, NaN/inf, values outside [0, 1], no frames) raises a
+255). Any ``T_in >= 1`` is accepted, through a checkpoint and a registered model alike (the model teacher-forces
+the inputs it gets, then rolls out); fewer than the model's ``input_frames`` is logged as a warning. Anything else (wrong rank, channel count or frame size, NaN/inf, values outside [0, 1], no frames) raises a
 :class:`~mslstm.errors.DataError` that names the input.
 """
 from __future__ import annotations
@@ -52,6 +53,9 @@ def check_frames(array: Any, model_config: Any, source: str = "input") -> np.nda
     lo, hi = float(arr.min()), float(arr.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise DataError(f"{source}: values span [{lo:.4g}, {hi:.4g}]; frames must be in [0, 1] (or uint8 0..255)")
+    if arr.shape[1] < model_config.input_frames:
+        log.warning("%s: %d input frames, fewer than the %d the model was trained with; predicting anyway",
+                    source, arr.shape[1], model_config.input_frames)
     return np.ascontiguousarray(np.clip(arr, 0.0, 1.0))
 
 
@@ -95,9 +99,15 @@ class MlflowPredictor:
         self.config = _pyfunc_model_config(self.model)
 
     def predict(self, frames: Any, n_future: Optional[int] = None, source: str = "input") -> np.ndarray:
+        from mlflow.exceptions import MlflowException
+
         x = check_frames(frames, self.config, source) if self.config is not None else np.asarray(frames, np.float32)
         params = {"n_future": int(n_future)} if n_future is not None else None
-        return np.asarray(self.model.predict(x, params=params), dtype=np.float32)
+        try:
+            return np.asarray(self.model.predict(x, params=params), dtype=np.float32)
+        except MlflowException as exc:  # schema enforcement (a model logged with a fixed T_in), bad params
+            first = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0][:200]
+            raise DataError(f"{source}: {self.uri} refuses frames of shape {x.shape} ({first})") from None
 
 
 def _pyfunc_model_config(model: Any) -> Any:

@@ -43,15 +43,12 @@ def log_pyfunc_model(checkpoint: str | os.PathLike, model_config: Any, name: str
     """Log the checkpoint as a pyfunc model into the active run; returns MLflow's ``ModelInfo``.
 
     A models-from-code model (``python_model`` is the path of :mod:`mslstm.release.pyfunc_model`, which calls
-    ``mlflow.models.set_model``): nothing is pickled. Signature (B, T_in, C, H, W) -> (B, n, C, H, W) float32 with
-    the parameter ``n_future``, and an input example of one all-zero sequence.
+    ``mlflow.models.set_model``): nothing is pickled. Signature :func:`frames_signature`, and an input example of
+    one all-zero sequence of ``input_frames`` frames.
     """
-    from mlflow.models import infer_signature
-
     c, (h, w) = model_config.in_channels, tuple(model_config.frame_size)
     example_in = np.zeros((1, model_config.input_frames, c, h, w), dtype=np.float32)
-    example_out = np.zeros((1, model_config.output_frames, c, h, w), dtype=np.float32)
-    signature = infer_signature(example_in, example_out, params={"n_future": int(model_config.output_frames)})
+    signature = frames_signature(model_config)
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(MODEL_CODE),
@@ -61,6 +58,21 @@ def log_pyfunc_model(checkpoint: str | os.PathLike, model_config: Any, name: str
         registered_model_name=registered_model_name,
         # the model code lives in this package; no environment inference (it would import and run the model)
         pip_requirements=_requirements(),
+    )
+
+
+def frames_signature(model_config: Any) -> Any:
+    """(B, T_in, C, H, W) -> (B, n, C, H, W) float32 with the parameter ``n_future``; B, T_in and n are free (-1):
+    the model predicts from any number of input frames >= 1, as ``mslstm predict`` with a checkpoint does."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    c, (h, w) = model_config.in_channels, tuple(model_config.frame_size)
+    frames = np.dtype(np.float32)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(frames, (-1, -1, c, h, w))]),
+        outputs=Schema([TensorSpec(frames, (-1, -1, c, h, w))]),
+        params=ParamSchema([ParamSpec("n_future", "long", int(model_config.output_frames))]),
     )
 
 

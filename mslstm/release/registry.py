@@ -5,9 +5,11 @@
 
 Gate (``register`` section), both must hold:
 
-1. quality: the new ``<metric>`` (test MSE by default, from ``eval_dir/metrics.json``) beats the current
-   ``models:/<model_name>@<alias>`` version's by the relative margin ``min_improvement`` (passes when there is no
-   champion yet);
+1. quality: the new ``<metric>`` (test MSE by default, from ``eval_dir/metrics.json``) is at least as good as the
+   current ``models:/<model_name>@<alias>`` version's by the relative margin ``min_improvement``
+   (:func:`meets_margin`: new <= champion x (1 - margin) when lower is better, new >= champion x (1 + margin)
+   when higher is better; so with margin 0 an exact tie, e.g. a reproducible re-run, is promoted; passes when
+   there is no champion yet);
 2. cost: the estimated training device-hours (``profile_dir/cost.json``) <= ``max_device_hours`` and forward
    FLOPs per sequence <= ``max_flops`` (each skipped when null).
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from mslstm.errors import MSLSTMError, RegistryError
-from mslstm.evaluation.metrics import LOWER_IS_BETTER, is_better
+from mslstm.evaluation.metrics import LOWER_IS_BETTER
 from mslstm.io import write_json
 
 if TYPE_CHECKING:
@@ -63,6 +65,14 @@ def champion_metric(client: Any, name: str, alias: str, metric: str) -> tuple[Op
     return mv, None if value is None else float(value)
 
 
+def meets_margin(metric: str, new: float, champion: float, margin: float) -> bool:
+    """The quality rule of the gate: new <= champion x (1 - margin) for a lower-is-better metric, new >= champion x
+    (1 + margin) for a higher-is-better one (a tie passes with margin 0)."""
+    if LOWER_IS_BETTER[metric]:
+        return new <= champion * (1.0 - margin)
+    return new >= champion * (1.0 + margin)
+
+
 def gate(cfg: Config, metrics: dict[str, Any], cost: dict[str, Any], champion_value: Optional[float]
          ) -> tuple[bool, list[str]]:
     """The promotion decision and its reasons (pure: no MLflow)."""
@@ -76,8 +86,9 @@ def gate(cfg: Config, metrics: dict[str, Any], cost: dict[str, Any], champion_va
     word = "lower" if LOWER_IS_BETTER[metric] else "higher"
     if champion_value is None:
         reasons.append(f"no {rc.alias} yet: test {metric} {new:.6g} is the first")
-    elif is_better(metric, new, champion_value, rc.min_improvement):
-        reasons.append(f"test {metric} {new:.6g} beats the {rc.alias}'s {champion_value:.6g} "
+    elif meets_margin(metric, new, champion_value, rc.min_improvement):
+        verb = "ties" if new == champion_value else "beats"
+        reasons.append(f"test {metric} {new:.6g} {verb} the {rc.alias}'s {champion_value:.6g} "
                        f"({word} is better, margin {rc.min_improvement:.3g})")
     else:
         ok = False
@@ -102,7 +113,7 @@ def register(cfg: Config, train_dir: str | os.PathLike, eval_dir: str | os.PathL
     import mlflow
 
     from mslstm.release.pyfunc import log_pyfunc_model
-    from mslstm.tracking import connect, find_run_info, open_run
+    from mslstm.tracking import connect, find_run_info, open_run, run_name
     from mslstm.training.checkpoint import find_checkpoint, load_model
 
     rc = cfg.register
@@ -144,7 +155,7 @@ def register(cfg: Config, train_dir: str | os.PathLike, eval_dir: str | os.PathL
     }
     if alias is not None:
         try:
-            with open_run(cfg, run_info=run_info, run_name=f"register-{mcfg.name}", force=True) as tracker:
+            with open_run(cfg, run_info=run_info, run_name=run_name(cfg, "register"), force=True) as tracker:
                 info = log_pyfunc_model(checkpoint, mcfg)
                 decision["run_id"] = tracker.run_id
             mv = mlflow.register_model(info.model_uri, rc.model_name)

@@ -1,5 +1,6 @@
-"""What training leaves behind besides checkpoints: ``history.csv``, ``metrics.json`` and the MLflow artifacts
-(metrics, history, ``best.pt``, the best model logged with a signature and an input example). Rank 0 only."""
+"""What training leaves behind besides checkpoints: ``history.csv``, ``metrics.json`` (numbers only: the DVC metrics),
+``train.json`` (everything: model, settings, flags) and the MLflow artifacts (metrics, history, ``best.pt``, the best
+model logged with a signature and an input example). Rank 0 only."""
 from __future__ import annotations
 
 import csv
@@ -54,13 +55,27 @@ def final_metrics(model_name: str, state: TrainState, **extra: Any) -> dict[str,
     }
 
 
+#: The numbers of ``metrics.json`` (what ``dvc metrics diff`` compares); the rest of the dict goes to ``train.json``.
+METRIC_KEYS = ("steps", "epochs", "train_loss", "best_val_mse", "val_mse", "val_mae", "val_mse_frame", "seq_per_s",
+               "train_time_s", "world_size", "global_batch", "replica_max_abs_diff")
+
+
+def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:
+    """``metrics.json``: the numeric :data:`METRIC_KEYS` of ``metrics`` (absent ones left out); ``train.json``: all
+    of it (model name, learning rate, early stop too)."""
+    numbers = {k: metrics[k] for k in METRIC_KEYS
+               if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)}
+    write_json(out_dir / "metrics.json", numbers)
+    write_json(out_dir / "train.json", metrics)
+
+
 def log_outputs(cfg: Any, out_dir: Path, val_ds: Any, tracker: Any) -> None:
     """Rank 0: upload metrics/history/checkpoint and log the best model (signature + input example)."""
     if not tracker.enabled:
         return
     from mslstm.training.checkpoint import load_model
 
-    for name in ("metrics.json", "history.csv"):
+    for name in ("metrics.json", "train.json", "history.csv"):
         if (out_dir / name).is_file():
             tracker.log_artifact(out_dir / name)
     if cfg.tracking.log_checkpoint and (out_dir / BEST).is_file():

@@ -44,7 +44,7 @@ from mslstm.training.distributed import (
     wrap_model,
 )
 from mslstm.training.hooks import fault_hook, sigterm_as_exception
-from mslstm.training.outputs import final_metrics, log_outputs, write_history
+from mslstm.training.outputs import final_metrics, log_outputs, write_history, write_metrics
 from mslstm.training.recipe import (
     build_optimizer,
     build_recipe,
@@ -70,9 +70,11 @@ def train(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike, res
         The final metrics (same dict as ``metrics.json``), on every rank.
     """
     from mslstm.data.dataset import check_dataset_matches, read_meta
+    from mslstm.devices import apply_thread_default
     from mslstm.tracking import start_run
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    apply_thread_default()  # the cores this process may use, not the machine's
     dinfo = setup_distributed(cfg.train.device, cfg.train.collective_timeout)
     det_before = torch.are_deterministic_algorithms_enabled()
     det_warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -254,9 +256,7 @@ class Trainer:
         metrics = final_metrics(self.mcfg.name, st, world_size=dinfo.world_size, global_batch=self.global_batch,
                                 lr=self.lr, seq_per_s=rate, train_time_s=self.train_time, replica_max_abs_diff=diff)
         if dinfo.is_main:
-            from mslstm.io import write_json
-
-            write_json(self.out_dir / "metrics.json", metrics)
+            write_metrics(self.out_dir, metrics)  # metrics.json (numbers) + train.json (all)
             self.tracker.log_metrics({"final/best_val_mse": metrics["best_val_mse"] or float("nan"),
                                       "final/steps": float(st.step)}, step=st.step)
             self.tracker.set_tags({"mslstm.model": self.mcfg.name, "mslstm.world_size": str(dinfo.world_size)})
