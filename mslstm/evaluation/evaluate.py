@@ -97,16 +97,16 @@ def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]
 
 
 def _log_comparable(tracker: Any, out_dir: Path, split: str, numbers: list[int], per_frame: dict[str, list[float]],
-                    averaged: dict[str, float], n_examples: int, step: int) -> None:
+                    averaged: dict[str, float], n_examples: int, step: int, plots: tuple[str, ...]) -> None:
     """What MLflow's UI compares across runs: the example strips and per-frame curves as images under fixed keys
     (``<split>_examples/sequence_<i>``, ``<split>_per_frame/<metric>``: one chart section each in MLflow's UI;
     step = the checkpoint's training step), and the
     evaluation tables (``eval/<split>_per_frame.json``, ``eval/<split>_metrics.json``) for the artifact view."""
     for i in range(n_examples):
         tracker.log_image(out_dir / f"example_{i}.png", key=f"{split}_examples/sequence_{i}", step=step)
-    for m in METRICS:
+    for m in plots:  # the metric set's per-frame line plots
         tracker.log_image(out_dir / f"per_frame_{m}.png", key=f"{split}_per_frame/{m}", step=step)
-    tracker.log_table({"frame": numbers, **{m: [float(v) for v in per_frame[m]] for m in METRICS}},
+    tracker.log_table({"frame": numbers, **{m: [float(v) for v in values] for m, values in per_frame.items()}},
                       artifact_file=f"eval/{split}_per_frame.json")
     tracker.log_table({"metric": list(averaged), "value": [float(v) for v in averaged.values()]},
                       artifact_file=f"eval/{split}_metrics.json")
@@ -179,7 +179,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
                           "eval.metric_set": mset.name})
         tracker.log_artifacts(out_dir, artifact_path="eval")
         _log_comparable(tracker, out_dir, split, numbers, per_frame, averaged, len(examples),
-                        int(payload.get("step") or 0))
+                        int(payload.get("step") or 0), tuple(mset.plots))
     log.info("%s: mse %.3f mae %.3f ssim %.4f psnr %.2f (blank-frame mse %.3f, copy-last mse %.3f)", mcfg.name,
              averaged["mse"], averaged["mae"], averaged["ssim"], averaged["psnr"], averaged["baseline_blank_mse"],
              averaged["baseline_copy_last_mse"])
