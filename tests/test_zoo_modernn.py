@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from zoo_checks import check_trains_and_predicts
 from model import ModelConfig, build_model, count_parameters
 from model.zoo.modernn import AUTHORS_PARAMS, MoDeRNNCell
 
@@ -58,23 +59,4 @@ def test_tiny_network_trains_and_predicts(name):
     cfg = tiny(name)
     net = build_model(cfg)
     assert net.core.scales == ((1, 2, 4, 4, 2, 1) if name == "msmodernn" else (1,) * 6)
-    x = torch.rand(2, cfg.total_frames, 1, 16, 16)
-    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(2):
-        opt.zero_grad()
-        out = net(x, mask)
-        assert out.shape == (2, cfg.total_frames - 1, 1, 16, 16)
-        loss = F.mse_loss(out, x[:, 1:])
-        loss.backward()
-        for key, p in net.named_parameters():
-            assert p.grad is not None and torch.isfinite(p.grad).all(), key
-        opt.step()
-        losses.append(loss.item())
-    assert losses[1] != losses[0]
-    net.eval()
-    fut = net.predict(x[:, : cfg.input_frames], cfg.output_frames)
-    assert fut.shape == (2, cfg.output_frames, 1, 16, 16) and torch.isfinite(fut).all()
-    with torch.no_grad():
-        torch.testing.assert_close(fut, net(x)[:, cfg.input_frames - 1:])
+    check_trains_and_predicts(net, cfg)
