@@ -34,10 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CONFIGS = {
     "reference": {},
     "small": {"patch_size": 4, "hidden": 16},
-    # the embedded default of params.yaml (what `mslstm compare` trains): 64x64 as 16x16x16, 4 layers
-    "params": {"patch_size": 4, "hidden": 16, "layers": 4, "scales": (1, 2, 2, 1)},
+    # the embedded default of params.yaml (what `mslstm compare` trains), read from mslstm.config.embedded_model
+    "params": None,
 }
 AMPS = ("none", "bf16", "fp16")
+
+
+def config_fields(name: str) -> dict:
+    """ModelConfig fields of a named configuration (``params`` = the embedded default's network)."""
+    if CONFIGS[name] is not None:
+        return CONFIGS[name]
+    from mslstm.config import embedded_model
+    m = embedded_model()
+    return {"patch_size": m.patch_size, "hidden": m.hidden, "layers": m.layers, "scales": tuple(m.scales)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,7 +100,7 @@ def run_row(args: argparse.Namespace, model_name: str, config_name: str, amp: st
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = ModelConfig(name=model_name, channels_last=args.channels_last, **CONFIGS[config_name])
+    cfg = ModelConfig(name=model_name, channels_last=args.channels_last, **config_fields(config_name))
     torch.manual_seed(0)
     net = build_model(cfg).to(device)
     params = count_parameters(net)
@@ -191,7 +200,7 @@ def main(argv=None) -> int:
           f"repeats small {args.repeats} / reference {args.ref_repeats}, "
           f"channels_last {args.channels_last}, amp {','.join(amps)}, compile {args.compile}")
     for c in configs:
-        desc = ", ".join(f"{k} {v}" for k, v in CONFIGS[c].items()) or "paper: 64x64, hidden 64, 6 layers, patch 1"
+        desc = ", ".join(f"{k} {v}" for k, v in config_fields(c).items()) or "paper: 64x64, hidden 64, 6 layers, patch 1"
         print(f"# {c}: {desc}; 10 -> 10 frames (T = 20)")
     w = max(len("model"), *(len(m) for m in models))
     header = (f"{'model':<{w}} {'config':<10} {'amp':<5} {'params':>10} {'fwd+bwd s':>10} {'seq/s':>8} "

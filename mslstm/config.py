@@ -39,9 +39,9 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 def embedded_model() -> ModelConfig:
-    """The embedded default's network: the paper's MS-LSTM, small enough for 2 CPU cores (16 channels, 4 layers,
-    pyramid 1-2-2-1, 64x64x1 frames run as 16x16x16 patches)."""
-    return ModelConfig(hidden=16, layers=4, scales=(1, 2, 2, 1), patch_size=4)
+    """The embedded default's network: the paper's MS-LSTM, small enough for 2 CPU cores (32 channels, 4 layers,
+    pyramid 1-2-2-1, 64x64x1 frames run as 8x8x64 patches; bench/quality_log.md says why)."""
+    return ModelConfig(hidden=32, layers=4, scales=(1, 2, 2, 1), patch_size=8)
 
 
 @dataclass

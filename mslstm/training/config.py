@@ -64,10 +64,10 @@ class TrainConfig:
             and the MLflow run is FAILED. Raise it when one step (or a validation) takes longer.
     """
 
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 16
     global_batch_size: Optional[int] = None
-    lr: float = 0.004
+    lr: float = 0.006
     base_batch: int = 16
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     optimizer: Literal["adam", "adamw"] = "adam"
@@ -79,7 +79,7 @@ class TrainConfig:
     loss: Literal["l1l2", "mse"] = "mse"
     scheduled_sampling: bool = True
     ss_start: float = 1.0
-    ss_decay_steps: int = 250
+    ss_decay_steps: int = 320
     ss_decay_fraction: float = 0.0
     ss_end: float = 0.0
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
