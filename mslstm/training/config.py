@@ -64,7 +64,7 @@ class TrainConfig:
             and the MLflow run is FAILED. Raise it when one step (or a validation) takes longer.
     """
 
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 16
     global_batch_size: Optional[int] = None
     lr: float = 0.006
@@ -79,7 +79,7 @@ class TrainConfig:
     loss: Literal["l1l2", "mse"] = "mse"
     scheduled_sampling: bool = True
     ss_start: float = 1.0
-    ss_decay_steps: int = 320
+    ss_decay_steps: int = 384
     ss_decay_fraction: float = 0.0
     ss_end: float = 0.0
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
