@@ -114,6 +114,39 @@ def test_dvc_repro_chain_noop_and_selective_rerun(repo):
     assert "cdn.jsdelivr" not in html  # plots/template.html carries Vega inline
 
 
+def test_compare_stage_is_its_own_pipeline_reading_the_root_dataset():
+    """compare/dvc.yaml runs `mslstm compare` from the repository root on the root pipeline's validated dataset, and
+    stays out of the root dvc.yaml (so `dvc repro` / `make run` never starts the ~40-minute comparison)."""
+    from test_pipeline_helpers import ROOT
+
+    stage = yaml.safe_load((ROOT / "compare" / "dvc.yaml").read_text())["stages"]["compare"]
+    assert stage["wdir"] == ".." and stage["cmd"].startswith("mslstm compare ")
+    assert {"artifacts/dataset", "artifacts/validation/result.json", "model", "mslstm"} <= set(stage["deps"])
+    assert {"model", "train", "ablation", "evaluate", "profile"} <= set(stage["params"])
+    assert stage["outs"] == ["artifacts/compare"]
+    assert "compare" not in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dvc_repro_compare_stage(repo):
+    """`dvc repro compare/dvc.yaml` (two models here; the committed stage runs every model): the comparison's table
+    and one folder per model, its own compare/dvc.lock; the root pipeline is not re-run when it is up to date."""
+    dvc_yaml = repo / "compare" / "dvc.yaml"
+    doc = yaml.safe_load(dvc_yaml.read_text())
+    doc["stages"]["compare"]["cmd"] += " --models convlstm,mslstm"
+    dvc_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run(["mslstm", "data", "--raw-only"], repo)
+    run(["dvc", "repro", "validate"], repo)            # the root chain's data + validate (a no-op when up to date)
+    out = run(["dvc", "repro", "compare/dvc.yaml"], repo)
+    assert _ran(out.stdout) == {"compare"}, out.stdout
+    a = repo / "artifacts" / "compare"
+    assert (a / "compare.md").is_file() and (a / "convlstm" / "eval" / "metrics.json").is_file()
+    assert {r["model"] for r in json.loads((a / "compare.json").read_text())["rows"]} == {"convlstm", "mslstm"}
+    assert "compare" in yaml.safe_load((repo / "compare" / "dvc.lock").read_text())["stages"]
+    assert _ran(run(["dvc", "repro", "compare/dvc.yaml"], repo).stdout) == set()   # then a no-op
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_failed_validation_stops_dvc_repro(tmp_path):
