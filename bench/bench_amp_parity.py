@@ -69,22 +69,23 @@ def run(cfg, amp: str, train, val, steps: int, batch: int, device) -> dict:
     from mslstm.training.recipe import build_optimizer, build_recipe, build_scheduler, optimizer_step
 
     tcfg = dataclasses.replace(cfg.train, amp=amp)
-    recipe = build_recipe(tcfg, device)
+    from model.registry import get_spec
+
+    recipe = build_recipe(tcfg, device, get_spec(cfg.model.name).recipe, steps)   # as the trainer builds it
     torch.manual_seed(tcfg.seed)
     net = build_model(cfg.model).to(device)
     opt = build_optimizer(net.parameters(), tcfg, float(tcfg.lr))
     sched = build_scheduler(opt, tcfg, float(tcfg.lr), steps)
     scaler = recipe.grad_scaler(device)
-    n_mask = cfg.model.output_frames - 1
     losses, times = [], []
     net.train()
     for step in range(steps):
         idx = [(step * batch + j) % len(train) for j in range(batch)]
         frames = train[idx].to(device)                                           # (B, T, C, H, W)
-        mask = recipe.mask(batch, step, n_mask, device)
+        mask = recipe.mask(batch, step, cfg.model.input_frames, frames.shape[1], device)
         t0 = time.perf_counter()
         with recipe.autocast(device):
-            out = net(frames, mask=mask)                                          # (B, T-1, C, H, W)
+            out = net(frames, mask=mask, return_aux=True)   # ((B, T-1, C, H, W), {aux loss}), as the trainer
         loss, _ = recipe.loss(out, frames[:, 1:])
         optimizer_step(loss, opt, scaler, net.parameters(), recipe.grad_clip, sched)
         if device.type == "cuda":

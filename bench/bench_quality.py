@@ -6,7 +6,8 @@ seconds on the same data, test MSE measured at intervals, one curve per model in
 
 Every model gets the config of ``--params`` (the embedded default unless told otherwise) with only ``model.name``
 changed. The budget is turned into steps per model: a short calibration run measures its training throughput, then
-``train.max_steps = seconds * sequences/s / batch`` (so an lr / scheduled-sampling schedule spans the whole budget),
+``train.max_steps = seconds * sequences/s / batch`` (so the one-cycle lr spans the whole budget, and scheduled
+sampling decays over its first half: ``train.ss_decay_fraction = 0.5``),
 and ``train.checkpoint_every_steps`` makes ``last.pt`` appear ``--points`` times; a watcher copies each one with the
 seconds since training started, and after training every copy is scored on the test split (``evaluate``,
 ``--eval-sequences`` sequences; scoring is not counted in the budget). Figures depend on the machine's load:
@@ -88,8 +89,9 @@ def train_for(cfg: Any, data_dir: Path, work: Path, seconds: float, points: int,
     steps = max(points, int(seconds * rate / batch))
     n_train = json.loads((data_dir / "meta.json").read_text())["splits"]["train"]["shape"][0]
     per_epoch = math.ceil(n_train / batch)
+    # scheduled sampling over the first half of each model's steps (the default's 384 of 768), whatever its speed
     run_cfg = cfg.replace({"train.epochs": math.ceil(steps / per_epoch), "train.max_steps": steps,
-                           "train.checkpoint_every_steps": max(1, steps // points)})
+                           "train.checkpoint_every_steps": max(1, steps // points), "train.ss_decay_fraction": 0.5})
     log.info("%s: %.2f sequences/s in calibration -> %d steps of batch %d for %.0f s", cfg.model.name, rate, steps,
              batch, seconds)
     snap_dir = work / "snapshots"
@@ -183,8 +185,10 @@ def main() -> None:
                                                   "points": rows}, indent=2, default=str))
     plot(rows, out / "quality.png", title)
 
+    run_id = None
     with open_run(cfg, run_name="bench-quality", force=True) as tracker:
-        if tracker.run_id is not None:
+        run_id = tracker.run_id
+        if run_id is not None:
             import mlflow
 
             mlflow.log_params({"bench.seconds": a.seconds, "bench.models": a.models,
