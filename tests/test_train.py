@@ -25,7 +25,7 @@ PY = sys.executable
 TINY = {
     "data": {"input_frames": 3, "output_frames": 3},
     "model": {"name": "mslstm", "frame_size": [16, 16], "input_frames": 3, "output_frames": 3, "hidden": 8,
-              "layers": 2, "scales": [1, 1]},
+              "layers": 2, "scales": [1, 1], "patch_size": 4},   # 4x4 positions (the default's patch 8 leaves 2x2)
     "train": {"epochs": 3, "batch_size": 2, "ss_decay_steps": 8, "checkpoint_every_steps": 3, "progress": "quiet"},
     "tracking": {"enabled": False},
 }
