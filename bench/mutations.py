@@ -137,8 +137,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              '{"column": "nan_count", "min_value": 0, "max_value": 0}',
              '{"column": "nan_count", "min_value": 0, "max_value": 1e9}', ("tests/test_validate.py", "-k", "nan")),
     # ---- the registry gate
-    Mutation("gate-margin-wrong-way", "mslstm/evaluation/metrics.py",
-             "return new <= old * (1.0 - margin)", "return new <= old * (1.0 + margin)",
+    Mutation("gate-margin-wrong-way", "mslstm/release/registry.py",   # the gate's rule: meets_margin
+             "return new <= champion * (1.0 - margin)", "return new <= champion * (1.0 + margin)",
              ("tests/test_registry.py", "-k", "gate")),
     Mutation("gate-budget-strict", "mslstm/release/registry.py",
              "within = value <= budget", "within = value < budget", ("tests/test_registry.py", "-k", "gate")),
