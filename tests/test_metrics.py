@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mslstm.evaluation.metrics import MetricAccumulator, frame_metrics, is_better, psnr_from_mse
+from mslstm.evaluation.metrics import MetricAccumulator, frame_metrics, psnr_from_mse
 
 C1 = 0.01**2  # SSIM constants for data_range 1
 C2 = 0.03**2
@@ -103,14 +103,6 @@ def test_accumulator_per_frame_average_over_sequences():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="differs"):
         frame_metrics(const(0.1, t=2), const(0.1, t=3))
-
-
-def test_is_better_directions_and_margin():
-    assert is_better("mse", 90.0, 100.0, margin=0.05)
-    assert not is_better("mse", 97.0, 100.0, margin=0.05)
-    assert not is_better("mse", 100.0, 100.0)
-    assert is_better("ssim", 0.9, 0.8)
-    assert not is_better("ssim", 0.7, 0.8)
 
 
 def test_ssim_window_is_the_documented_gaussian_11x11_on_structured_frames():

@@ -116,8 +116,8 @@ class AblationConfig:
     out_dir: str = "artifacts/ablation"
     # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
     # Default: the ablation compares models, it does not ship them: no MLflow model / checkpoint upload per model;
-    # scheduled sampling decays over the first half of the budget's steps, as in the default's 640 (train.ss_decay_steps
-    # would leave a 64-step budget at 80 % teacher forcing).
+    # scheduled sampling decays over the first half of the budget's steps, as over 384 of the default's 768
+    # (train.ss_decay_steps would leave a 64-step budget at 83 % teacher forcing).
     overrides: dict[str, object] = field(
         default_factory=lambda: {"tracking.log_model": False, "tracking.log_checkpoint": False,
                                  "train.ss_decay_fraction": 0.5}

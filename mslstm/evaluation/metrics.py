@@ -115,13 +115,6 @@ def psnr_from_mse(mse_pixel: float, data_range: float = 1.0) -> float:
     return math.inf if mse_pixel == 0 else 10.0 * math.log10(data_range**2 / mse_pixel)
 
 
-def is_better(metric: str, new: float, old: float, margin: float = 0.0) -> bool:
-    """True when ``new`` beats ``old`` by the relative ``margin`` (direction depends on the metric)."""
-    if LOWER_IS_BETTER[metric]:
-        return new <= old * (1.0 - margin) and new < old
-    return new >= old * (1.0 + margin) and new > old
-
-
 # ------------------------------------------------------------------------------------------------ precipitation
 # Radar frames hold pixel = (dBZ + 10) / 70 clipped to [0, 1], with dBZ = 10 log10 Z and Z = 256 R^1.42 (R in mm/h),
 # the conversion of the authors' DWD loader (mazhf/MS-RNN util/load_DWD.py). Their scores (util/evaluation.py,
