@@ -69,3 +69,12 @@ def model_flops(config: ModelConfig, batch: int = 1, total_frames: Optional[int]
         raise ValueError(f"total_frames: need at least 2 frames (one rollout step), got {t}")
     first, later = step_flops(net, config, batch)
     return first + (t - 2) * later
+
+
+def model_macs(config: ModelConfig, batch: int = 1, total_frames: Optional[int] = None,
+               net: Optional[nn.Module] = None) -> int:
+    """Forward multiply-accumulates of one rollout in the convention of the authors' tables (``thop``'s MACs,
+    which the MS-RNN code reports as "FLOPs"): one multiply-add counts ONCE, so this is half of
+    :func:`model_flops` (the counted ops are convolutions and matmuls in both; bias additions and element-wise
+    gate math are counted by neither)."""
+    return model_flops(config, batch=batch, total_frames=total_frames, net=net) // 2
