@@ -32,6 +32,10 @@ run: $(STAMP)
 	@$(BIN)/mslstm summary   # test figures vs baselines, champion, pictures, the mlflow ui command
 
 test: $(STAMP)
+	@bash .ci/system-deps   # buildah/mmdebstrap/podman, chromium, postgresql when missing (apt, as root)
+	@# some tests make throw-away git repos (dvc repro in a temporary copy): an identity without touching git config
+	GIT_AUTHOR_NAME=$${GIT_AUTHOR_NAME:-ci} GIT_AUTHOR_EMAIL=$${GIT_AUTHOR_EMAIL:-ci@localhost} \
+	GIT_COMMITTER_NAME=$${GIT_COMMITTER_NAME:-ci} GIT_COMMITTER_EMAIL=$${GIT_COMMITTER_EMAIL:-ci@localhost} \
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

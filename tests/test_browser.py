@@ -28,10 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(os.environ.get("MSLSTM_TEST_ARTIFACTS") or ROOT / "artifacts" / "test-browser")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium (.ci/run installs it)"),
-]
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    """A core path: fail, not skip, without the browser (`make test` installs it through .ci/system-deps)."""
+    if not CHROMIUM.is_file():
+        pytest.fail("needs Debian's chromium at /usr/bin/chromium: run `bash .ci/system-deps` (as root) or "
+                    "`apt-get install chromium`")
 
 
 def _free_port() -> int:
