@@ -58,6 +58,12 @@ class TrainConfig:
             (log lines only).
         log_every_steps: period in steps of the log lines and of the bar's loss / sequences-per-second postfix.
         checkpoint_every_steps: also write ``last.pt`` every N steps (0 = only at the end of each epoch).
+        processes: local training processes when ``mslstm train`` starts outside ``torchrun``: 0 = auto (on a CPU
+            with several cores, one process per core with one thread each under DDP: faster than one process with
+            a thread per core, and much steadier beside other CPU-bound work, bench/bench_first_run.py; on a GPU
+            machine 1); 1 = this process alone; N = N processes. The processes split the run's batch
+            (``global_batch_size``, else ``batch_size``), so the run is the same computation whatever the count.
+            Under ``torchrun`` (or a KFP / TrainJob launcher) the launcher's count holds and this key is ignored.
         device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
         collective_timeout: seconds a distributed collective (all-reduce, barrier) may wait for the other ranks;
             after that the job ends with an error naming the rank that stopped answering (a hung or stopped worker)
@@ -95,6 +101,7 @@ class TrainConfig:
     progress: Literal["bar", "quiet"] = "bar"
     log_every_steps: int = 10
     checkpoint_every_steps: int = 0
+    processes: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     collective_timeout: float = 300.0
 
@@ -107,7 +114,7 @@ class TrainConfig:
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise ValueError(f"global_batch_size: must be >= 1 or null (got {self.global_batch_size})")
         for key in ("val_batches", "early_stopping_patience", "num_workers", "max_steps", "checkpoint_every_steps",
-                    "ss_decay_steps"):
+                    "ss_decay_steps", "processes"):
             v = getattr(self, key)
             if v < 0:
                 raise ValueError(f"{key}: must be >= 0 (got {v})")

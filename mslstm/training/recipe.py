@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
@@ -216,8 +217,16 @@ def cpu_supports_bf16() -> bool:
 
     Asks PyTorch's own CPU probes (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``) and
     falls back to the ``flags`` line of ``/proc/cpuinfo``. Other CPUs (AVX2-only x86, ARM: not measured) emulate
-    bf16 and run it slower than fp32.
+    bf16 and run it slower than fp32. ATen kernels limited below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``, as on an
+    AVX2-only CPU) or oneDNN limited likewise (``ONEDNN_MAX_CPU_ISA``) count as no native bf16: the process then
+    runs as on such a CPU (how bench/bench_first_run.py measures an AVX2 machine on an AVX-512 one).
     """
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if capability in ("DEFAULT", "NO AVX", "AVX", "AVX2", "ZVECTOR", "VSX"):
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    if isa and "BF16" not in isa and "AMX" not in isa and isa != "ALL":
+        return False
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         fn = getattr(torch.cpu, probe, None)
         if fn is not None and fn():
