@@ -47,6 +47,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off/on/no/yes as a boolean: take the word back
+            word = next((w for w in (("on", "yes", "true") if value else ("off", "no", "false")) if w in choices),
+                        None)
+            value = word if word is not None else value
         if value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))} (got {value!r})")
         return value

@@ -233,3 +233,10 @@ def test_run_overrides_keep_zero_and_cast_collected_floats():
     }
     out = run_overrides(epochs=3.0)
     assert isinstance(out["train.epochs"], int)
+
+
+def test_a_bare_off_is_the_word_off_where_a_choice_expects_it():
+    """YAML reads `--set train.amp=off` as false; a choice that lists 'off' takes the word back, others refuse."""
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.progress"):
+        load_config(None, ["train.progress=off"])
