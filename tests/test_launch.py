@@ -123,3 +123,13 @@ def test_bf16_counts_as_missing_when_aten_runs_at_avx2():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+def test_training_metrics_say_which_cpu_produced_the_throughput(tmp_path, tiny_dataset):
+    info = _train(tmp_path, tiny_dataset, "facts", 1)
+    import torch
+
+    assert info["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert info["cpu_native_bf16"] in (0, 1) and info["amp_bf16"] in (0, 1) and info["threads_per_process"] == 2
+    numbers = json.loads((tmp_path / "facts" / "metrics.json").read_text())
+    assert {"cpu_native_bf16", "amp_bf16", "threads_per_process"} <= set(numbers)   # in the dvc metrics too

@@ -57,7 +57,21 @@ def final_metrics(model_name: str, state: TrainState, **extra: Any) -> dict[str,
 
 #: The numbers of ``metrics.json`` (what ``dvc metrics diff`` compares); the rest of the dict goes to ``train.json``.
 METRIC_KEYS = ("steps", "epochs", "train_loss", "best_val_mse", "val_mse", "val_mae", "val_mse_frame", "seq_per_s",
-               "train_time_s", "world_size", "global_batch", "replica_max_abs_diff")
+               "train_time_s", "world_size", "global_batch", "replica_max_abs_diff", "threads_per_process",
+               "cpu_native_bf16", "amp_bf16")
+
+
+def machine_facts(amp_dtype: Any) -> dict[str, Any]:
+    """What the throughput figures were measured on: the CPU capability ATen dispatches to (``cpu_capability``,
+    e.g. AVX2 / AVX512), whether the CPU has native bf16 (``cpu_native_bf16`` 1/0), whether training ran under bf16
+    autocast (``amp_bf16`` 1/0), and the intra-op threads of each process."""
+    import torch
+
+    from mslstm.training.recipe import cpu_supports_bf16
+
+    return {"cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+            "cpu_native_bf16": int(cpu_supports_bf16()), "amp_bf16": int(amp_dtype == torch.bfloat16),
+            "threads_per_process": torch.get_num_threads()}
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, Any]) -> None:

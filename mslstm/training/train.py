@@ -44,7 +44,7 @@ from mslstm.training.distributed import (
     wrap_model,
 )
 from mslstm.training.hooks import fault_hook, sigterm_as_exception
-from mslstm.training.outputs import final_metrics, log_outputs, write_history, write_metrics
+from mslstm.training.outputs import final_metrics, log_outputs, machine_facts, write_history, write_metrics
 from mslstm.training.recipe import (
     build_optimizer,
     build_recipe,
@@ -254,7 +254,8 @@ class Trainer:
         self.ckpointer.finish(st)
         rate = (self.seq_done / self.train_time) if self.train_time > 0 else None
         metrics = final_metrics(self.mcfg.name, st, world_size=dinfo.world_size, global_batch=self.global_batch,
-                                lr=self.lr, seq_per_s=rate, train_time_s=self.train_time, replica_max_abs_diff=diff)
+                                lr=self.lr, seq_per_s=rate, train_time_s=self.train_time, replica_max_abs_diff=diff,
+                                device=self.device.type, **machine_facts(self.recipe.amp_dtype))
         if dinfo.is_main:
             write_metrics(self.out_dir, metrics)  # metrics.json (numbers) + train.json (all)
             self.tracker.log_metrics({"final/best_val_mse": metrics["best_val_mse"] or float("nan"),
