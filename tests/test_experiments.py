@@ -188,3 +188,17 @@ def test_experiments_command_prints_the_counts(capsys, monkeypatch):
     assert "sequences train / val / test: this config 10,500 / 4,500 / 4,500; the authors' 10,500 / - / 4,500" in out
     assert main(["-q", "experiments", "--json", "--no-counts"]) == 0
     assert "sequences" not in json.loads(capsys.readouterr().out)[0]
+
+
+def test_counts_of_dwd_from_the_scan_times_gaps_respected_here_not_by_the_authors(tmp_path):
+    from test_data_dwd import write_h5
+
+    from mslstm.experiments import split_counts
+
+    # 130 five-minute scans a year; 2016 misses scan 30. A sequence spans 55 scans (10 frames 6 apart), back to back
+    h5 = write_h5(tmp_path / "RYDL.hdf5", years=(2014, 2015, 2016), per_year=130, drop=((2016, 30),))
+    c = split_counts(load_config(CONFIGS / "dwd.yaml", [f"data.path={h5}"]))
+    # here: starts 0 and 60 in a run of 130; 2016's runs of 30 and 99 scans hold 0 and 1
+    assert c.project == {"train": 2, "val": 2, "test": 1}
+    # the authors: blocks of 60 scans by position, no gap check: 130 // 60 and 129 // 60; val is their test
+    assert c.authors == {"train": 2, "val": None, "test": 2}
