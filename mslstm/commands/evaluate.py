@@ -2,7 +2,8 @@
 and per-pixel means, SSIM, PSNR), example PNG strips and GIFs, per-frame plots; logged to MLflow into the training
 run (``run.json`` beside the checkpoint, or --run-id).
 
-    mslstm evaluate --checkpoint artifacts/train/best.pt --data-dir artifacts/dataset --out artifacts/eval
+    mslstm evaluate --checkpoint artifacts/train --data-dir artifacts/dataset --out artifacts/eval
+    mslstm evaluate --set evaluate.weights=last      # the folder's last.pt (what the authors test), not best.pt
     mslstm evaluate --set evaluate.frames=all        # also the teacher-forced frames (the authors' averaging)
 """
 from __future__ import annotations
@@ -11,7 +12,8 @@ HELP = "score a checkpoint on the test split (metrics.json, per_frame.csv, pictu
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", default="artifacts/train/best.pt", help="checkpoint (default: %(default)s)")
+    parser.add_argument("--checkpoint", default="artifacts/train", help="a training folder (evaluate.weights picks "
+                        "best.pt or last.pt) or a .pt file (default: %(default)s)")
     parser.add_argument("--data-dir", default="artifacts/dataset", help="processed dataset (default: %(default)s)")
     parser.add_argument("--out", default="artifacts/eval", help="output folder (default: %(default)s)")
     parser.add_argument("--run-id", default=None, help="MLflow run to log into (default: the run of run.json "

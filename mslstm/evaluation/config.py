@@ -33,6 +33,12 @@ class EvaluateConfig:
     # B-MSE/B-MAE, rain-rate maps); auto = the set that claims the data source (dwd -> precipitation, taxibj ->
     # flow), else video. A new set registered in metric_sets is added here too (a test checks the two agree).
     metric_set: Literal["auto", "video", "flow", "precipitation"] = "auto"
+    # PSNR convention: "standard" = 10 log10(1 / mse_pixel), an exact frame capped at 100 dB; "authors" =
+    # 10 log10(1 / (mse_pixel + 1e-5)), at most 50 dB (mazhf/MS-RNN util/evaluation.py get_PSNR).
+    psnr: Literal["standard", "authors"] = "standard"
+    # Which weights a training folder gives the evaluate step: "best" (best.pt, the best validation loss) or "last"
+    # (last.pt, the final weights: what the authors test, train_and_test.py). An explicit .pt file is used as is.
+    weights: Literal["best", "last"] = "best"
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -8,6 +8,10 @@ Writes into ``out_dir``: ``metrics.json`` (averaged metrics, numbers only: DVC `
 ``example_<i>.png`` and ``example_<i>.gif`` (+ ``contingency_0.png`` for radar). What is scored and drawn is the
 metric set of ``evaluate.metric_set`` (:mod:`mslstm.evaluation.metric_sets`: video, flow, precipitation).
 
+Weights scored (``evaluate.weights``): given a training output folder, ``best`` scores its ``best.pt`` (the best
+validation loss), ``last`` its ``last.pt`` (the final weights, what the authors test); a ``.pt`` file is scored as
+given.
+
 Frames scored (``evaluate.frames``): ``future`` = the ``output_frames`` frames predicted by pure rollout from the
 ``input_frames`` inputs (as OpenSTL reports); ``all`` = every predicted frame 2..T, i.e. also the teacher-forced
 one-step predictions of frames 2..input_frames (as the authors' code averages).
@@ -85,6 +89,24 @@ def score(net: torch.nn.Module, ds: Any, frames: str, batch_size: int, n: int, d
     return averaged, per_frame, numbers, examples
 
 
+def pick_checkpoint(path: str | os.PathLike, weights: str) -> Path:
+    """The checkpoint to score: ``path`` itself when it is a file, else ``<path>/best.pt`` or ``<path>/last.pt`` as
+    ``weights`` says (a ``CheckpointError`` names the folder when that file is missing)."""
+    from mslstm.errors import CheckpointError
+
+    path = Path(path)
+    if path.is_dir():
+        chosen = path / f"{weights}.pt"
+        if not chosen.is_file():
+            raise CheckpointError(f"{path}: no {chosen.name} in this folder (evaluate.weights: {weights}); train "
+                                  "into it first, or set evaluate.weights to the file it holds")
+        return chosen
+    if path.name in ("best.pt", "last.pt") and path.name != f"{weights}.pt":
+        log.warning("%s: scoring this file as given, although evaluate.weights is %s; pass the training folder to "
+                    "let evaluate.weights choose", path, weights)
+    return path
+
+
 def _write_csv(path: Path, numbers: list[int], per_frame: dict[str, list[float]]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -114,7 +136,8 @@ def _log_comparable(tracker: Any, out_dir: Path, split: str, numbers: list[int],
 
 def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
              run_id: Optional[str] = None) -> dict[str, Any]:
-    """Score ``checkpoint`` on ``cfg.evaluate.split`` of ``data_dir``; write metrics, CSV and pictures to ``out_dir``.
+    """Score ``checkpoint`` (a ``.pt`` file, or a training folder: ``evaluate.weights`` picks best.pt or last.pt) on
+    ``cfg.evaluate.split`` of ``data_dir``; write metrics, CSV and pictures to ``out_dir``.
 
     MLflow: logs ``<split>_<metric>`` metrics, per-frame series (``<split>_<metric>_frame`` with step = frame
     number) and the output folder as artifacts under ``eval/``, into run ``run_id`` when given, else into the
@@ -130,7 +153,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     from mslstm.training.checkpoint import load_model
 
     ecfg = cfg.evaluate
-    checkpoint, data_dir, out_dir = Path(checkpoint), Path(data_dir), Path(out_dir)
+    checkpoint, data_dir, out_dir = pick_checkpoint(checkpoint, ecfg.weights), Path(data_dir), Path(out_dir)
     device = resolve_device(cfg.train.device, key="train.device")
     net, payload = load_model(checkpoint, map_location=device)
     mcfg = net.config
@@ -141,7 +164,8 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
     log.info("evaluating %s (%s) on %d %s sequences, frames=%s, metric set %s", checkpoint, mcfg.name, n,
              ecfg.split, ecfg.frames, mset.name)
     averaged, per_frame, numbers, examples = score(net, ds, ecfg.frames, ecfg.batch_size, n, device,
-                                                   ecfg.num_examples, mset.accumulator(), progress=True)
+                                                   ecfg.num_examples, mset.accumulator(psnr=ecfg.psnr),
+                                                   progress=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -160,6 +184,8 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
         "model_config": to_dict(mcfg),
         "checkpoint": str(checkpoint),
         "checkpoint_step": payload.get("step"),
+        "weights": ecfg.weights,
+        "psnr_convention": ecfg.psnr,
     }
     files.append(write_json(out_dir / "eval.json", info))
     for m in mset.plots:
@@ -176,7 +202,7 @@ def evaluate(cfg: Any, checkpoint: str | os.PathLike, data_dir: str | os.PathLik
         series = [(f"{split}_{m}_frame", v, k) for m in per_frame for k, v in zip(numbers, per_frame[m])]
         tracker.log_metric_series(series + [(f"{split}_{k}", v, 0) for k, v in averaged.items()])
         tracker.set_tags({"eval.frames": ecfg.frames, "eval.split": split, "eval.sequences": str(n),
-                          "eval.metric_set": mset.name})
+                          "eval.metric_set": mset.name, "eval.weights": checkpoint.name, "eval.psnr": ecfg.psnr})
         tracker.log_artifacts(out_dir, artifact_path="eval")
         _log_comparable(tracker, out_dir, split, numbers, per_frame, averaged, len(examples),
                         int(payload.get("step") or 0), tuple(mset.plots))

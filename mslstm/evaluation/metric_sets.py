@@ -2,12 +2,13 @@
 
     from mslstm.evaluation.metric_sets import metric_set_for
     mset = metric_set_for(cfg.evaluate.metric_set, source)   # "auto" -> the set that claims the data source
-    acc = mset.accumulator()                                  # .update(pred, target); .compute()
+    acc = mset.accumulator(psnr=cfg.evaluate.psnr)            # .update(pred, target); .compute()
     files = mset.pictures(out_dir, i, inputs, target, pred, title)
 
 Registered sets:
 
-- ``video`` (default): per-frame MSE/MAE (sum over pixels), SSIM, PSNR; grey/RGB strips and a GIF per example
+- ``video`` (default): per-frame MSE/MAE (sum over pixels), SSIM, PSNR (``psnr``: the standard or the authors'
+  convention), GDL; grey/RGB strips and a GIF per example
   (Moving MNIST, KTH).
 - ``flow``: the same metrics; inflow/outflow heat maps and a GIF per example (TaxiBJ).
 - ``precipitation``: the same metrics plus POD, FAR, CSI, HSS per rain-rate threshold (0.5, 2, 5, 10, 30 mm/h)
@@ -63,7 +64,8 @@ class MetricSet:
         name: the value of ``evaluate.metric_set``.
         description: one line for listings.
         metrics: names of the metrics it reports (``metrics.json`` keys besides the baselines).
-        make_accumulators: ``() -> [accumulator, ...]`` (each with ``update(pred, target)`` and ``compute()``).
+        make_accumulators: ``(psnr="standard") -> [accumulator, ...]`` (each with ``update(pred, target)`` and
+            ``compute()``); ``psnr`` is the PSNR convention (``evaluate.psnr``).
         pictures: ``(out_dir, i, inputs, target, pred, title) -> [paths]`` for example ``i`` (frames (T, C, H, W)).
         sources: data sources this set is the default for under ``evaluate.metric_set: auto``.
         plots: metrics drawn as per-frame line plots.
@@ -77,8 +79,8 @@ class MetricSet:
     sources: tuple[str, ...] = ()
     plots: tuple[str, ...] = METRICS
 
-    def accumulator(self) -> CombinedAccumulator:
-        return CombinedAccumulator(self.make_accumulators())
+    def accumulator(self, psnr: str = "standard") -> CombinedAccumulator:
+        return CombinedAccumulator(self.make_accumulators(psnr=psnr))
 
 
 _SETS: dict[str, MetricSet] = {}
@@ -120,16 +122,16 @@ def metric_set_for(name: str, source: str = "") -> MetricSet:
 
 
 # ------------------------------------------------------------------------------------------------ the sets
-def _video_accumulators() -> list:
+def _video_accumulators(psnr: str = "standard") -> list:
     from mslstm.evaluation.metrics import MetricAccumulator
 
-    return [MetricAccumulator()]
+    return [MetricAccumulator(psnr=psnr)]
 
 
-def _precip_accumulators() -> list:
+def _precip_accumulators(psnr: str = "standard") -> list:
     from mslstm.evaluation.metrics import MetricAccumulator, PrecipAccumulator
 
-    return [MetricAccumulator(), PrecipAccumulator()]
+    return [MetricAccumulator(psnr=psnr), PrecipAccumulator()]
 
 
 def _gif(out_dir: Path, i: int, x: Any, y: Any, p: Any) -> Path:
@@ -169,15 +171,15 @@ def _precip_pictures(out_dir: str | os.PathLike, i: int, x: Any, y: Any, p: Any,
 
 
 register_metric_set(MetricSet(
-    "video", "MSE/MAE (sum over pixels per frame), SSIM, PSNR; grey strips", METRICS, _video_accumulators,
+    "video", "MSE/MAE (sum over pixels per frame), SSIM, PSNR, GDL; grey strips", METRICS, _video_accumulators,
     _video_pictures,
 ))
 register_metric_set(MetricSet(
-    "flow", "MSE/MAE, SSIM, PSNR; inflow/outflow heat maps", METRICS, _video_accumulators, _flow_pictures,
+    "flow", "MSE/MAE, SSIM, PSNR, GDL; inflow/outflow heat maps", METRICS, _video_accumulators, _flow_pictures,
     sources=("taxibj",),
 ))
 register_metric_set(MetricSet(
-    "precipitation", "MSE/MAE, SSIM, PSNR + POD/FAR/CSI/HSS at 0.5, 2, 5, 10, 30 mm/h, B-MSE/B-MAE; rain-rate maps",
+    "precipitation", "MSE/MAE, SSIM, PSNR, GDL + POD/FAR/CSI/HSS at 0.5, 2, 5, 10, 30 mm/h, B-MSE/B-MAE; rain maps",
     METRICS + tuple(precip_metric_names()), _precip_accumulators, _precip_pictures, sources=("dwd",),
     plots=METRICS + ("csi_30", "hss_30", "b_mse"),
 ))

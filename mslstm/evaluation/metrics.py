@@ -7,7 +7,13 @@ clipped to [0, 1] first), for each sequence ``b`` and frame ``t``:
 - ``mae``  = sum over the pixels of |pred - target|
 - ``mse_pixel`` / ``mae_pixel`` = the same divided by C*H*W (per-pixel mean)
 - ``ssim`` = torchmetrics SSIM, Gaussian window 11, sigma 1.5, data_range 1.0 (mean over the frame, float32)
-- ``psnr`` = torchmetrics PSNR, data_range 1.0, over the frame (10 log10(1 / mse_pixel))
+- ``psnr`` = two conventions (``evaluate.psnr``): ``standard``: torchmetrics PSNR, data_range 1.0, over the
+  frame, 10 log10(1 / mse_pixel), an exact frame capped at 100 dB; ``authors``: 10 log10(1 / (mse_pixel + 1e-5)),
+  hence at most 50 dB (mazhf/MS-RNN ``util/evaluation.py`` ``get_PSNR``: MSE averaged over C, H, W of [0, 1] frames)
+- ``gdl`` = gradient difference, the authors' metric (``util/numba_accelerated.py`` ``get_GDL_numba``): sum over
+  the pixels of | |p[i+1, j] - p[i, j]| - |y[i+1, j] - y[i, j]| | (vertical neighbours) plus the same for
+  horizontal neighbours (they read channel 0 only; every data set they score has one channel, here all channels
+  are summed)
 
 Per-frame values are averaged over sequences; the averaged figure is the mean over frames (equal to the mean
 over all (sequence, frame) pairs). LPIPS is not offered: its pretrained weights ship in no installed package.
@@ -25,8 +31,11 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-METRICS = ("mse", "mae", "mse_pixel", "mae_pixel", "ssim", "psnr")
-LOWER_IS_BETTER = {"mse": True, "mae": True, "mse_pixel": True, "mae_pixel": True, "ssim": False, "psnr": False}
+METRICS = ("mse", "mae", "mse_pixel", "mae_pixel", "ssim", "psnr", "gdl")
+LOWER_IS_BETTER = {"mse": True, "mae": True, "mse_pixel": True, "mae_pixel": True, "ssim": False, "psnr": False,
+                   "gdl": True}
+PSNR_CONVENTIONS = ("standard", "authors")
+AUTHORS_PSNR_EPS = 1e-5   # util/evaluation.py get_PSNR: 10 log10(1 / (mse + eps)) <= 50 dB
 SSIM_KERNEL = 11
 SSIM_SIGMA = 1.5
 
@@ -74,23 +83,46 @@ def _frame_metrics_fp32(pred: torch.Tensor, target: torch.Tensor) -> dict[str, t
         "mae_pixel": mae / npix,
         "ssim": ssim.double().reshape(b, t),
         "psnr": psnr.double().reshape(b, t),
+        "gdl": gradient_difference(pred.double(), target.double()),
     }
+
+
+def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-(sequence, frame) gradient difference (B, T): the sum over pixels (and channels) of
+    | |dp| - |dy| | over vertical and horizontal neighbour differences (the authors' GDL)."""
+    dh = ((pred[..., 1:, :] - pred[..., :-1, :]).abs() - (target[..., 1:, :] - target[..., :-1, :]).abs()).abs()
+    dw = ((pred[..., :, 1:] - pred[..., :, :-1]).abs() - (target[..., :, 1:] - target[..., :, :-1]).abs()).abs()
+    return dh.sum(dim=(2, 3, 4)) + dw.sum(dim=(2, 3, 4))
+
+
+def authors_psnr(mse_pixel: torch.Tensor) -> torch.Tensor:
+    """The authors' PSNR of per-pixel MSEs of [0, 1] frames: 10 log10(1 / (mse + 1e-5)), at most 50 dB."""
+    return 10.0 * torch.log10(1.0 / (mse_pixel + AUTHORS_PSNR_EPS))
 
 
 @dataclass
 class MetricAccumulator:
     """Running per-frame sums over batches of sequences; ``compute()`` gives per-frame and averaged metrics.
 
-    Non-finite PSNR (a frame predicted exactly) is capped at 100 dB so that averages stay finite.
+    ``psnr``: ``standard`` (non-finite PSNR, a frame predicted exactly, capped at ``psnr_cap`` = 100 dB so that
+    averages stay finite) or ``authors`` (10 log10(1 / (mse_pixel + 1e-5)), at most 50 dB).
     """
 
     psnr_cap: float = 100.0
+    psnr: str = "standard"
     count: int = 0
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.psnr not in PSNR_CONVENTIONS:
+            raise ValueError(f"psnr: {self.psnr!r} unknown; use one of {', '.join(PSNR_CONVENTIONS)}")
+
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         values = frame_metrics(pred, target)
-        values["psnr"] = values["psnr"].nan_to_num(posinf=self.psnr_cap).clamp(max=self.psnr_cap)
+        if self.psnr == "authors":
+            values["psnr"] = authors_psnr(values["mse_pixel"])
+        else:
+            values["psnr"] = values["psnr"].nan_to_num(posinf=self.psnr_cap).clamp(max=self.psnr_cap)
         for name, v in values.items():
             s = v.sum(dim=0)  # (T,)
             if name in self.sums:

@@ -11,7 +11,10 @@
   (``data.rain_unit: mm-per-step``; ``mm/h`` if the file holds rates).
 
 Each scan becomes a rain rate R (mm/h; no-data -> 0), Z = 256 R^1.42, dBZ = 10 log10 Z, pixel = (dBZ + 10) / 70
-clipped to [0, 1] (the authors' conversion); then ``data.crop`` and ``data.frame_size``. Sequences take
+clipped to [0, 1] (the authors' conversion, util/load_DWD.py); then ``data.crop`` and ``data.frame_size``. With
+``data.quantize: uint8`` the cropped pixel is stored as floor(255 x pixel) before the resize, as the authors' 8-bit
+PNG frames (their loader, util/load_hko.py, reads 8-bit PNGs and resizes them with cv2.resize), and the dataset is
+uint8. Which of these steps is the authors' and which an assumption: docs/protocol.md. Sequences take
 consecutive scans only (5-minute RY steps / hourly RW; a gap never falls inside one), ``data.frame_stride`` scans
 apart (the authors use 6: 30 minutes). Splits: by year (``data.val_years``, ``data.test_years``; the authors use
 train 2006-2014, val 2015, test 2016-2017) or, when both are empty, contiguous blocks in time by
@@ -203,7 +206,8 @@ def split_scans(d: Any, scans: list[Scan]) -> dict[str, list[Scan]]:
 
 # ------------------------------------------------------------------------------------------------- reading
 def iter_frames(d: Any, scans: list[Scan]) -> Iterator[tuple[Scan, np.ndarray]]:
-    """``(scan, frame float32 (1, H, W) in [0, 1])`` in order; HDF5 files are opened once."""
+    """``(scan, frame (1, H, W))`` in order: float32 in [0, 1], or uint8 0..255 with ``data.quantize: uint8``;
+    HDF5 files are opened once."""
     import h5py
 
     handle = None
@@ -218,9 +222,10 @@ def iter_frames(d: Any, scans: list[Scan]) -> Iterator[tuple[Scan, np.ndarray]]:
                     raise DataError(f"{s.path}: cannot read scan {s.key!r} ({exc}); re-download the file") from exc
             else:
                 values, _ = read_radolan(s.path)
-            frame = rain_to_pixel(values * s.to_rate)[None, None]  # (1, 1, H, W)
-            frame = resize_frames(crop_frames(frame, d.crop, str(s.path)), d.frame_size)
-            yield s, frame[0]
+            frame = crop_frames(rain_to_pixel(values * s.to_rate)[None, None], d.crop, str(s.path))  # (1, 1, H, W)
+            if d.quantize == "uint8":  # the authors' 8-bit PNG stage, before their resize
+                frame = np.floor(frame * np.float32(255.0)).astype(np.uint8)
+            yield s, resize_frames(frame, d.frame_size)[0]
     finally:
         if handle is not None:
             handle.close()
@@ -249,7 +254,8 @@ def build(ctx: Any) -> dict[str, Any]:
     out_h, out_w = d.frame_size or (d.crop[2:] if d.crop else grid)
     check_size(int(out_h), int(out_w), ctx.size_factor, ctx.size_why, str(root))
     parts = split_scans(d, scans)
-    with SplitWriter(ctx.staging, np.float32) as writer:
+    quantized = d.quantize == "uint8"
+    with SplitWriter(ctx.staging, np.uint8 if quantized else np.float32) as writer:
         for split in SPLITS:
             for seq in iter_sequences(d, parts[split], step):
                 writer.append(split, seq[None])
@@ -261,11 +267,12 @@ def build(ctx: Any) -> dict[str, Any]:
                    "data.val_years / test_years")
     log.info("DWD %s: %d scans (%s steps), grid %dx%d", root, len(scans), step, *grid)
     return make_meta(
-        infos, dtype="float32", input_frames=d.input_frames, output_frames=d.output_frames, value_range=(0.0, 1.0),
-        source=f"dwd:{root.name}", raw_hash=ctx.raw["raw_hash"],
+        infos, dtype="uint8" if quantized else "float32", input_frames=d.input_frames, output_frames=d.output_frames,
+        value_range=(0, 255) if quantized else (0.0, 1.0), source=f"dwd:{root.name}", raw_hash=ctx.raw["raw_hash"],
         dwd={"scans": counts, "step_minutes": int(step / np.timedelta64(1, "m")), "grid": list(grid),
              "first": str(scans[0].time), "last": str(scans[-1].time), "frame_stride": d.frame_stride,
-             "pixel": "(dBZ + 10) / 70 clipped to [0, 1], dBZ = 10 log10(256 R^1.42), R in mm/h"},
+             "pixel": "(dBZ + 10) / 70 clipped to [0, 1], dBZ = 10 log10(256 R^1.42), R in mm/h",
+             "quantize": d.quantize, "crop": list(d.crop) if d.crop else None},
     )
 
 
