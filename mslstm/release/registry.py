@@ -114,11 +114,12 @@ def register(cfg: Config, train_dir: str | os.PathLike, eval_dir: str | os.PathL
 
     from mslstm.release.pyfunc import log_pyfunc_model
     from mslstm.tracking import connect, find_run_info, open_run, run_name
-    from mslstm.training.checkpoint import find_checkpoint, load_model
+    from mslstm.evaluation.evaluate import pick_checkpoint
+    from mslstm.training.checkpoint import load_model
 
     rc = cfg.register
     train_dir, eval_dir, profile_dir, out_dir = map(Path, (train_dir, eval_dir, profile_dir, out_dir))
-    checkpoint = find_checkpoint(train_dir)
+    checkpoint = pick_checkpoint(train_dir, cfg.evaluate.weights)  # the weights the evaluation scored
     metrics = _read_json(eval_dir / "metrics.json", "evaluation metrics")
     cost = _read_json(profile_dir / "cost.json", "cost profile")
     net, _ = load_model(checkpoint)  # refuses a broken checkpoint before anything is registered
