@@ -7,7 +7,9 @@ Every figure is the real ``mslstm train`` door on the embedded default (``params
 ``--steps`` optimizer steps on the processed dataset: sequences/s = sequences trained / time in the training loop,
 all processes together (``train.json``). Modes (C = the cores this process may use):
 
-- ``auto``: ``train.processes: 0`` (the default): C processes under DDP, one thread each, splitting the batch;
+- ``auto``: what ``train.processes: 0`` (the default) starts for the full run: C processes under DDP, one thread
+  each, splitting the batch (set explicitly: a run of ``--steps`` steps alone is below the size where auto starts
+  them);
 - ``threads``: one process with C OpenMP threads (the previous default);
 - ``passive``: ``threads`` with ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep instead of spinning at each barrier);
 - ``one``: one process, one thread.
@@ -30,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {
-    "auto": ({"train.processes": 0}, {}),
+    "auto": ({"train.processes": "CORES"}, {}),
     "threads": ({"train.processes": 1}, {}),
     "passive": ({"train.processes": 1}, {"OMP_WAIT_POLICY": "PASSIVE"}),
     "one": ({"train.processes": 1}, {"MSLSTM_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
@@ -40,8 +42,12 @@ MODES = {
 def train_rate(data_dir: Path, out: Path, steps: int, amp: str, overrides: dict, env_extra: dict,
                emulate_avx2: bool) -> tuple[float, int]:
     """(sequences/s, processes) of one ``mslstm train`` run of ``steps`` steps."""
+    from mslstm.devices import default_threads
+
     sets = {"train.max_steps": steps, "train.amp": f"'{amp}'", "train.progress": "quiet",
             "train.log_every_steps": 1000, "tracking.enabled": "false", **overrides}
+    if sets.get("train.processes") == "CORES":
+        sets["train.processes"] = default_threads()
     cmd = [sys.executable, "-m", "mslstm", "-q", "--params", str(ROOT / "params.yaml")]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
