@@ -199,7 +199,7 @@ def test_study_parent_child_layout_and_resume_after_interrupt(tiny_dataset, tmp_
     for (model, seed, _), child in cells.items():
         assert child.data.params["model.name"] == model and child.data.params["train.seed"] == seed
         assert child.data.metrics["study/mse"] > 0 and "test_mse" in child.data.metrics
-        assert "cost_step_time_s" in child.data.metrics or "step_time_s" in str(child.data.metrics)
+        assert child.data.metrics["cost_step_time_s"] > 0           # the cost in every child, measured once
         assert summary["child_run_ids"][f"steps/{model}/seed{seed}"] == child.info.run_id
     # the table: one row per model with both seeds, its interval and the paired difference
     rows = {r["model"]: r for r in summary["rows"]}

@@ -26,6 +26,8 @@ def add_budget_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per model (ablation.steps)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="seconds of training loop per model at the seconds budget (ablation.seconds)")
+    parser.add_argument("--metrics", default=None, metavar="JSON",
+                        help="also write the means, intervals and paired differences as a DVC metrics file")
     parser.add_argument("--fresh", action="store_true",
                         help="start a new MLflow parent run even when an unfinished one of this study exists")
     parser.add_argument("--dry-run", action="store_true",
@@ -103,6 +105,11 @@ def run_study_command(args, cfg, models, out, stem) -> int:
               flush=True)
 
     summary = run_study(cfg, args.data_dir, out, models, stem=stem, fresh=args.fresh, on_cell=progress)
+    if args.metrics:
+        from mslstm.io import write_json
+        from mslstm.study.report import dvc_metrics
+
+        write_json(args.metrics, dvc_metrics(summary))
     for b in dict.fromkeys(r["budget"] for r in summary["rows"]):
         print(f"\n{b} budget:")
         print(quality_markdown([r for r in summary["rows"] if r["budget"] == b]), end="")

@@ -124,8 +124,12 @@ def run_cell(cfg: Any, data_dir: str | os.PathLike, cell_dir: str | os.PathLike,
     else:  # the model's cost, measured in its first cell: logged here too, so that every child holds it
         from mslstm.tracking import open_run
 
+        try:
+            numbers = flat_metrics(dict(cost))
+        except KeyError:  # a cost without the profile's estimate (read back from elsewhere)
+            numbers = _numbers(cost, "cost_")
         with open_run(cfg) as tracker:
-            tracker.log_metrics(flat_metrics(dict(cost)), synchronous=True)
+            tracker.log_metrics(numbers, synchronous=True)
     cost = dict(cost)
     cost.setdefault("macs_forward", model_macs(cfg.model))
     result = {

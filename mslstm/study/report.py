@@ -376,6 +376,19 @@ def summarize_study(results: Sequence[Mapping[str, Any]], out_dir: str | os.Path
     return summary
 
 
+def dvc_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers ``dvc metrics show`` lists: budget -> model -> quality means with interval bounds and n, the
+    training figures; ``pairs`` -> budget -> "<other>-<flat>" -> the paired differences' means and bounds."""
+    out: dict[str, Any] = {}
+    for r in summary["rows"]:
+        keys = [f"{k}{s}" for k in QUALITY for s in ("", "_lo", "_hi")] + ["seeds", "train_steps", "wall_s"]
+        out.setdefault(r["budget"], {})[r["model"]] = {k: r[k] for k in keys if _num(r.get(k)) is not None}
+    for p in summary.get("pairs", []):
+        d = {f"{k}_{s}": p[k][s] for k in PAIRED for s in ("mean", "lo", "hi") if _num(p[k].get(s)) is not None}
+        out.setdefault("pairs", {}).setdefault(p["budget"], {})[f"{p['ms']}-{p['flat']}"] = d
+    return out
+
+
 def summarize_ablation(results: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, cfg: Any = None,
                        stem: str = "ablation") -> dict[str, Any]:
     """:func:`summarize_study` of per-model results without seeds (the Kubeflow ablation pipeline's collected
