@@ -37,7 +37,7 @@ def stage_grid(stage: str) -> dict:
 def estimate_minutes(stage: str, grid: dict) -> float:
     """The dry run's estimate in minutes (``mslstm.commands.study.print_plan``), printed as it goes."""
     sys.path.insert(0, str(ROOT))
-    from mslstm.commands.study import print_plan
+    from mslstm.commands._study import print_plan
     from mslstm.config import load_config
     from mslstm.study.grid import preset_models
 

@@ -213,8 +213,11 @@ def test_study_parent_child_layout_and_resume_after_interrupt(tiny_dataset, tmp_
     smse = [float(r["mse"]) for r in runs if r["model"] == "smslstm"]
     assert pair["mse"]["mean"] == pytest.approx(sum(smse) / 2 - sum(mses) / 2)
     # a finished study is not continued: a new run starts a new parent
-    again = run_study(cfg, tiny_dataset, tmp_path / "again", ["convlstm"], stem="t", layer_figures=False)
+    again = run_study(cfg, tiny_dataset, tmp_path / "again", ["convlstm", "smslstm"], stem="t", layer_figures=False)
+    assert again["study_key"] == summary["study_key"]
     assert again["run_id"] != summary["run_id"] and again["skipped"] == []
+    # paired and deterministic: the same seed gives the same numbers in the new runs
+    assert [r["mse"] for r in again["cells"]] == [r["mse"] for r in summary["cells"]]
 
 
 def test_study_both_budgets_plans_seconds_from_the_steps_runs(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811

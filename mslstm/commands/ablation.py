@@ -17,13 +17,13 @@ HELP = "the four models of the paper's ablation x seeds x budgets; table with in
 
 
 def add_arguments(parser) -> None:
-    from mslstm.commands.study import add_budget_arguments
+    from mslstm.commands._study import add_budget_arguments
 
     parser.add_argument("--out", default=None, help="output folder (default: ablation.out_dir, artifacts/ablation)")
     add_budget_arguments(parser)
 
 
 def run(args, cfg) -> int:
-    from mslstm.commands.study import run_study_command
+    from mslstm.commands._study import run_study_command
 
     return run_study_command(args, cfg, list(cfg.ablation.models), args.out or cfg.ablation.out_dir, "ablation")

@@ -16,7 +16,7 @@ HELP = "train + evaluate + profile any list of models x seeds x budgets; table w
 
 
 def add_arguments(parser) -> None:
-    from mslstm.commands.study import add_budget_arguments
+    from mslstm.commands._study import add_budget_arguments
 
     parser.add_argument("--models", default=None,
                         help="comma-separated registered models (default: every model, flat and MS-)")
@@ -35,6 +35,6 @@ def selected_models(models: str | None, tag: str | None) -> list[str]:
 
 
 def run(args, cfg) -> int:
-    from mslstm.commands.study import run_study_command
+    from mslstm.commands._study import run_study_command
 
     return run_study_command(args, cfg, selected_models(args.models, args.tag), args.out, "compare")

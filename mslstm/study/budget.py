@@ -85,8 +85,9 @@ def epochs_for(cfg: Any, steps: int, n_train: Optional[int]) -> int:
 
 def cell_config(cfg: Any, model: str, seed: Optional[int] = None, budget: str = "steps",
                 planned_steps: Optional[int] = None, n_train: Optional[int] = None) -> Any:
-    """The config one cell trains, evaluates and profiles with: ``cfg`` with the model, the seed and the budget
-    applied (then ``ablation.overrides``); ``cfg`` itself is left alone.
+    """The config one cell trains, evaluates and profiles with: ``cfg`` with the model, ``ablation.overrides``, the
+    seed and the budget applied (the budget's ``train.epochs`` / ``max_steps`` / ``max_seconds`` win over the
+    overrides); ``cfg`` itself is left alone.
 
     Args:
         cfg: the study's validated Config.
@@ -98,25 +99,25 @@ def cell_config(cfg: Any, model: str, seed: Optional[int] = None, budget: str = 
     """
     a = cfg.ablation
     over: dict[str, Any] = {"model.name": model}
-    if budget == "steps":
-        steps = int(a.steps or cfg.train.max_steps)
-        over["train.epochs"] = epochs_for(cfg, steps, n_train)
-        if steps:
-            over["train.max_steps"] = steps
-    elif budget == "seconds":
-        if not planned_steps or planned_steps < 1:
-            raise ValueError(f"{model}: the seconds budget needs a planned step count (got {planned_steps!r})")
-        over["train.epochs"] = epochs_for(cfg, int(planned_steps), n_train)
-        over["train.max_steps"] = int(planned_steps)
-        over["train.max_seconds"] = float(a.seconds)
-    else:
-        raise ValueError(f"budget: {budget!r}; use steps or seconds")
     if a.eval_sequences:
         over["evaluate.max_sequences"] = a.eval_sequences
     over.update(a.overrides)
     if seed is not None:
         over["train.seed"] = int(seed)
-    return cfg.replace(over)
+    base = cfg.replace(over)  # the batch size the epochs are counted in may come from the overrides
+    if budget == "steps":
+        steps = int(a.steps or base.train.max_steps)
+        budget_over: dict[str, Any] = {"train.epochs": epochs_for(base, steps, n_train)}
+        if steps:
+            budget_over["train.max_steps"] = steps
+    elif budget == "seconds":
+        if not planned_steps or planned_steps < 1:
+            raise ValueError(f"{model}: the seconds budget needs a planned step count (got {planned_steps!r})")
+        budget_over = {"train.epochs": epochs_for(base, int(planned_steps), n_train),
+                       "train.max_steps": int(planned_steps), "train.max_seconds": float(a.seconds)}
+    else:
+        raise ValueError(f"budget: {budget!r}; use steps or seconds")
+    return base.replace(budget_over)
 
 
 def ablation_config(cfg: Any, model_name: str) -> Any:

@@ -51,9 +51,9 @@ def _is_num(v: Any) -> bool:
 
 
 def _label(name: str) -> str:
-    from mslstm.study.report import label
+    from model.registry import label_of
 
-    return label(name)
+    return label_of(name)
 
 
 def _is_ms(name: str) -> bool:
@@ -135,7 +135,7 @@ def save_bars(path: Path, rows: Sequence[Mapping[str, Any]], title: str) -> Opti
 
 def save_pairs(path: Path, pairs: Sequence[Mapping[str, Any]], title: str) -> Optional[Path]:
     """Forest plot: per metric, each pair's mean paired difference with its 95 % interval, against 0."""
-    from mslstm.study.report import PAIRED
+    from mslstm.study.stats import PAIRED
 
     if not pairs:
         return None

@@ -33,14 +33,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from mslstm.io import atomic_open, write_json, write_text
-from mslstm.study.stats import INTERVAL_METHOD, mean_interval, paired_difference
+from mslstm.study.stats import INTERVAL_METHOD, PAIRED, mean_interval, paired_difference
 
 log = logging.getLogger(__name__)
 
 #: Quality metrics aggregated over seeds (key in evaluate's metrics).
 QUALITY = ("mse", "ssim", "skill_vs_blank", "mae", "psnr")
-#: Metrics of the paired differences.
-PAIRED = ("mse", "ssim", "skill_vs_blank")
 #: Cost columns (key in a row) -> (Markdown header, format).
 COST = {
     "params": ("params", ","),

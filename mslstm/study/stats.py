@@ -19,6 +19,8 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 CONFIDENCE = 0.95
+#: Metrics whose paired differences the study reports.
+PAIRED = ("mse", "ssim", "skill_vs_blank")
 INTERVAL_METHOD = "Student-t 95 % interval of the mean over seeds (scipy.stats.t.interval, df = n - 1)"
 
 
