@@ -204,7 +204,7 @@ def evaluate(
 
     Returns:
         JSON ``{"model", "metrics", "model_config", "train": {"steps", "time_s"}, "cost"}``: one per-model result
-        of ``mslstm.evaluation.ablation.summarize_ablation`` (the ablation pipeline collects these).
+        of ``mslstm.study.report.summarize_ablation`` (the ablation pipeline collects these).
     """
     import json
     import os
@@ -304,7 +304,7 @@ def summarize_ablation(
     config: str, results: List[str], summary: Output[Artifact], table: Output[Markdown], chart: Output[HTML]
 ) -> None:
     """Collect the per-model results of the ablation into the comparison table and radar chart
-    (``mslstm.evaluation.ablation.summarize_ablation``).
+    (``mslstm.study.report.summarize_ablation``).
 
     Args:
         config: the validated config as JSON.
@@ -316,7 +316,7 @@ def summarize_ablation(
     import os
 
     from components.runtime import ablation_results, copy_file, html_report, load_config_json
-    from mslstm.evaluation.ablation import summarize_ablation as summarize_step
+    from mslstm.study.report import summarize_ablation as summarize_step
 
     summarize_step(ablation_results(results), summary.path, cfg=load_config_json(config))
     copy_file(os.path.join(summary.path, "ablation.md"), table.path)

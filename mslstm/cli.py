@@ -27,6 +27,7 @@ COMMANDS = (
     "predict",
     "ablation",
     "compare",
+    "study",
     "layers",
     "pipeline",
     "image",

@@ -147,7 +147,7 @@ def build_ablation_pipeline(cfg: Config) -> Callable:
     """
     c = build_components(cfg.pipeline.image)
     p = cfg.pipeline
-    from mslstm.evaluation.ablation import ablation_config
+    from mslstm.study.budget import ablation_config
 
     acfg = ablation_config(cfg, cfg.model.name)  # the shared budget; model.name is set per iteration
     default_config = json.dumps(acfg.to_dict(), sort_keys=True)

@@ -1,4 +1,5 @@
-"""Ablation: the four models trained (steps capped), evaluated, profiled and compared; summarize_ablation alone."""
+"""Ablation (the study's ablation preset): the four models trained (steps capped), evaluated, profiled and
+compared; summarize_ablation (the Kubeflow ablation's summary) alone."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,9 @@ import pytest
 import torch
 from test_evaluate_common import mlflow_env, tiny_config  # noqa: F401
 
-from mslstm.evaluation.ablation import ablation_config, radar_table, summarize_ablation
+from mslstm.study.budget import ablation_config
+from mslstm.study.figures import radar_table
+from mslstm.study.report import summarize_ablation
 
 
 def test_run_ablation_end_to_end_tiny(tiny_dataset, tmp_path, mlflow_env):  # noqa: F811
@@ -40,16 +43,22 @@ def test_run_ablation_end_to_end_tiny(tiny_dataset, tmp_path, mlflow_env):  # no
         mcfg = load_config(None, [*sets, f"model.name={r['model']}"]).model
         assert r["params"] == count_parameters(build_model(mcfg)), r["model"]
         assert r["flops_forward"] == model_flops(mcfg), r["model"]
-    assert summary["radar_axes"] == ["params", "flops_forward", "peak_memory_mib", "step_time_ms", "mse"]
-    for model_row in summary["radar"].values():
+    assert summary["radar_axes"]["steps"] == ["params", "flops_forward", "peak_memory_mib", "step_time_ms", "mse"]
+    for model_row in summary["radar"]["steps"].values():
         assert all(0 < v <= 1 for v in model_row.values())
+    # one seed: each model against ConvLSTM and each MS- version against its flat model, without an interval
+    assert {(p["flat"], p["ms"]) for p in summary["pairs"]} == {
+        ("convlstm", "smslstm"), ("tmslstm", "mslstm"), ("convlstm", "tmslstm"), ("convlstm", "mslstm")}
+    assert all(p["mse"]["n"] == 1 and p["mse"]["lo"] is None for p in summary["pairs"])
+    assert (out / "layers" / "mslstm.png").is_file()                     # Figure 5 of the trained models
     assert (out / "radar.png").stat().st_size > 0
     assert "MS-LSTM" in (out / "ablation.md").read_text()
     assert len(list(csv.DictReader((out / "ablation.csv").open()))) == 4
     for m in ("convlstm", "mslstm"):
-        assert (out / m / "train" / "best.pt").is_file() or (out / m / "train" / "last.pt").is_file()
-        assert (out / m / "eval" / "metrics.json").is_file() and (out / m / "profile" / "cost.json").is_file()
-        assert json.loads((out / m / "eval" / "metrics.json").read_text())["sequences"] == 2
+        d = out / "steps" / m / "seed0"
+        assert (d / "train" / "best.pt").is_file() or (d / "train" / "last.pt").is_file()
+        assert (d / "eval" / "metrics.json").is_file() and (d / "profile" / "cost.json").is_file()
+        assert json.loads((d / "eval" / "metrics.json").read_text())["sequences"] == 2
 
 
 def test_ablation_config_applies_budget_and_overrides():
@@ -77,11 +86,11 @@ def test_summarize_ablation_from_pipeline_results_without_cost(tmp_path):
     rows = {r["model"]: r for r in s["rows"]}
     assert rows["convlstm"]["params"] > 0 and rows["mslstm"]["flops_forward"] > 0
     assert rows["mslstm"]["peak_memory_mib"] is None
-    assert s["radar_axes"] == ["params", "flops_forward", "mse"]
-    assert s["radar"]["MS-LSTM"]["mse"] == pytest.approx(1.0)
-    assert s["radar"]["ConvLSTM"]["mse"] == pytest.approx(10 / 11)
+    assert s["radar_axes"]["steps"] == ["params", "flops_forward", "mse"]
+    assert s["radar"]["steps"]["MS-LSTM"]["mse"] == pytest.approx(1.0)
+    assert s["radar"]["steps"]["ConvLSTM"]["mse"] == pytest.approx(10 / 11)
     md = (tmp_path / "summary" / "ablation.md").read_text()
-    assert "n/a" in md and "Left out" in md
+    assert "n/a" in md
     assert (tmp_path / "summary" / "radar.png").is_file()
 
 
@@ -103,4 +112,4 @@ def test_summarize_ablation_cost_from_config_when_dirs_are_elsewhere(tmp_path):
     rows = {r["model"]: r for r in s["rows"]}
     assert rows["tmslstm"]["params"] == rows["mslstm"]["params"] > rows["convlstm"]["params"]
     assert rows["mslstm"]["flops_forward"] < rows["tmslstm"]["flops_forward"]   # the pyramid saves FLOPs
-    assert s["radar_axes"] == ["params", "flops_forward", "mse"]
+    assert s["radar_axes"]["steps"] == ["params", "flops_forward", "mse"]

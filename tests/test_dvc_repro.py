@@ -142,7 +142,7 @@ def test_dvc_repro_compare_stage(repo):
     out = run(["dvc", "repro", "compare/dvc.yaml"], repo)
     assert _ran(out.stdout) == {"compare/dvc.yaml:compare"}, out.stdout
     a = repo / "artifacts" / "compare"
-    assert (a / "compare.md").is_file() and (a / "convlstm" / "eval" / "metrics.json").is_file()
+    assert (a / "compare.md").is_file() and (a / "steps" / "convlstm" / "seed0" / "eval" / "metrics.json").is_file()
     assert {r["model"] for r in json.loads((a / "compare.json").read_text())["rows"]} == {"convlstm", "mslstm"}
     assert "compare" in yaml.safe_load((repo / "compare" / "dvc.lock").read_text())["stages"]
     assert _ran(run(["dvc", "repro", "compare/dvc.yaml"], repo).stdout) == set()   # then a no-op

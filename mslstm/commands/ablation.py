@@ -1,27 +1,29 @@
-"""The paper's ablation in one command: train, evaluate and profile ConvLSTM, SMS-LSTM, TMS-LSTM and MS-LSTM on
-the same data and budget (``ablation`` section), then write the comparison table (ablation.md/.csv/.json) and a
-normalised radar chart of params, FLOPs, memory, time and MSE (radar.png; closer to the centre is better).
+"""The paper's ablation in one command: ConvLSTM, SMS-LSTM, TMS-LSTM and MS-LSTM (``ablation.models``) trained,
+evaluated and profiled on the same data at the ``ablation`` section's budget and seeds (``mslstm study --preset
+ablation``): the table of means with 95 % intervals, each model against ConvLSTM and each MS- version against its
+flat model as paired differences, the radar chart (the paper's Figure 4, with the MSE interval), bars, the layer
+outputs (Figure 5) of the trained models.
 
     mslstm ablation --data-dir artifacts/dataset --out artifacts/ablation
-    mslstm ablation --set ablation.models=[convlstm,mslstm] --set ablation.steps=100
+    mslstm ablation --seeds 3 --budget both --steps 256 --seconds 150
+    mslstm ablation --set ablation.models=[convlstm,mslstm] --steps 100
     mslstm --params configs/paper.yaml ablation          # the full configuration, on a GPU
 
-Any other list of models: ``mslstm compare --models ...`` (same core, ``compare_models``).
+Any other list of models: ``mslstm compare --models ...`` (the same study).
 """
 from __future__ import annotations
 
-HELP = "train + evaluate + profile the four models on the same budget; comparison table and radar chart"
+HELP = "the four models of the paper's ablation x seeds x budgets; table with intervals, radar chart, MLflow runs"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data-dir", default="artifacts/dataset", help="processed dataset (default: %(default)s)")
+    from mslstm.commands._study import add_budget_arguments
+
     parser.add_argument("--out", default=None, help="output folder (default: ablation.out_dir, artifacts/ablation)")
+    add_budget_arguments(parser)
 
 
 def run(args, cfg) -> int:
-    from mslstm.evaluation.ablation import markdown_table, run_ablation
+    from mslstm.commands._study import run_study_command
 
-    summary = run_ablation(cfg, args.data_dir, args.out)
-    print(markdown_table(summary["rows"]), end="")
-    print(f"total {summary['total_time_s']:.1f} s; files: {', '.join(summary['files'])}")
-    return 0
+    return run_study_command(args, cfg, list(cfg.ablation.models), args.out or cfg.ablation.out_dir, "ablation")

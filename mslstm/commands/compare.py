@@ -1,25 +1,28 @@
-"""The comparison in one command: train, evaluate and profile any list of registered models on the same data and
-budget (the ``ablation`` section: ``steps``, ``epochs``, ``eval_sequences``, ``overrides``), then write the
-comparison table (compare.md with the MS- vs flat pairs, compare.csv, compare.json), a radar chart and bar
-charts, with one MLflow parent run and one nested child run per model.
+"""The comparison in one command: any list of registered models trained, evaluated and profiled on the same data
+at the ``ablation`` section's budget and seeds (``mslstm study`` with a model list): the table of means with 95 %
+intervals (one seed: the values), the MS-X vs X paired differences, the cost columns, charts; one MLflow parent run
+with a child run per (model, seed, budget).
 
     mslstm compare --data-dir artifacts/dataset                       # every registered model (flat and MS-)
-    mslstm compare --models predrnn,mspredrnn,trajgru,mstrajgru
+    mslstm compare --models predrnn,mspredrnn,trajgru,mstrajgru --seeds 3 --budget both --steps 128 --seconds 90
     mslstm compare --tag paper                                        # = mslstm ablation
+    mslstm compare --models convlstm,smslstm --seeds 2 --dry-run      # the grid and its estimated minutes
     mslstm --params configs/kth.yaml compare --models convlstm,smslstm --data-dir artifacts/kth
                                                      # any experiment of `mslstm experiments` (its data prepared)
 """
 from __future__ import annotations
 
-HELP = "train + evaluate + profile any list of models on one budget; table (+ MS- vs flat), charts, MLflow runs"
+HELP = "train + evaluate + profile any list of models x seeds x budgets; table with intervals, MS- vs flat, MLflow"
 
 
 def add_arguments(parser) -> None:
+    from mslstm.commands._study import add_budget_arguments
+
     parser.add_argument("--models", default=None,
                         help="comma-separated registered models (default: every model, flat and MS-)")
     parser.add_argument("--tag", default=None, help="every model with this registry tag (e.g. paper)")
-    parser.add_argument("--data-dir", default="artifacts/dataset", help="processed dataset (default: %(default)s)")
     parser.add_argument("--out", default="artifacts/compare", help="output folder (default: %(default)s)")
+    add_budget_arguments(parser)
 
 
 def selected_models(models: str | None, tag: str | None) -> list[str]:
@@ -32,18 +35,6 @@ def selected_models(models: str | None, tag: str | None) -> list[str]:
 
 
 def run(args, cfg) -> int:
-    import time
+    from mslstm.commands._study import run_study_command
 
-    from mslstm.evaluation.ablation import compare_models, markdown_table, pair_markdown
-
-    t0 = time.perf_counter()
-    summary = compare_models(cfg, args.data_dir, args.out, selected_models(args.models, args.tag), stem="compare")
-    print(markdown_table(summary["rows"]), end="")
-    if summary["pairs"]:
-        print()
-        print(pair_markdown(summary["pairs"]), end="")
-    print(f"{len(summary['rows'])} models in {time.perf_counter() - t0:.1f} s "
-          f"({(time.perf_counter() - t0) / 60:.1f} min); files: {', '.join(summary['files'])}")
-    if summary.get("run_id"):
-        print(f"MLflow parent run {summary['run_id']} (one child run per model)")
-    return 0
+    return run_study_command(args, cfg, selected_models(args.models, args.tag), args.out, "compare")

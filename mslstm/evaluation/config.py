@@ -5,6 +5,7 @@ the loader turns it into ``ConfigError("params.yaml: <section>.key: reason")``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -112,12 +113,24 @@ class RegisterConfig:
 
 @dataclass
 class AblationConfig:
-    """``ablation`` section: the four-model comparison on the same data and budget."""
+    """``ablation`` section: the comparison study (``mslstm.study``): models x seeds x budgets on the same data.
+
+    ``models`` is the paper's ablation by default (``mslstm ablation``); ``mslstm compare`` / ``mslstm study`` take
+    any list. Each seed is ``train.seed + i`` for i < ``seeds``; every model trains on the same batches in the same
+    order with the same initialisation seed for a given seed (paired design). ``budget``: ``steps`` (``steps``
+    optimizer steps per model), ``seconds`` (``seconds`` of training loop per model: ``train.max_seconds``, with
+    the step count, hence the lr schedule, planned from a measured step time; see ``mslstm.study.budget``) or
+    ``both`` (each cell twice).
+    """
 
     models: list[str] = field(default_factory=_paper_models)   # any registered models (`mslstm models`)
+    seeds: int = 1                 # seeds per model: train.seed, train.seed + 1, ...
+    budget: Literal["steps", "seconds", "both"] = "steps"
     # Training budget per model; 0 = keep the train section's value. Mapped onto the train section's keys.
     epochs: int = 1
     steps: int = 64
+    seconds: float = 60.0          # equal wall-clock budget: seconds of training loop per model
+    calibration_steps: int = 8     # steps of the timing run that plans a seconds budget (when no steps run timed it)
     eval_sequences: int = 32       # test sequences scored per model (0 = the whole split)
     out_dir: str = "artifacts/ablation"
     # Extra "section.key" -> value overrides applied to every model's config (e.g. {"train.batch_size": 8}).
@@ -140,6 +153,12 @@ class AblationConfig:
                 raise ValueError(f"models: unknown model {name!r} (known: {', '.join(known)})")
         if len(set(self.models)) != len(self.models):
             raise ValueError("models: list each model once")
+        if self.seeds < 1:
+            raise ValueError(f"seeds: must be >= 1 (got {self.seeds})")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ValueError(f"seconds: must be a positive number of seconds (got {self.seconds})")
+        if self.calibration_steps < 2:
+            raise ValueError(f"calibration_steps: must be >= 2 (got {self.calibration_steps})")
         if self.epochs < 0 or self.steps < 0:
             raise ValueError("epochs: epochs and steps must be >= 0 (0 = the train section's value)")
         if self.eval_sequences < 0:

@@ -54,6 +54,11 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` (CPU results reproducible bit for bit).
         num_workers: DataLoader worker processes.
         max_steps: stop after this many optimizer steps in total (0 = no limit; for smoke runs and tests).
+        max_seconds: stop after the optimizer step that brings the time spent in the training loop (forward,
+            backward, update, reading batches; validation not counted) to this many seconds (0 = no limit).
+            The lr and sampling schedules stay planned for the step count (epochs / ``max_steps``): set
+            ``max_steps`` to the steps expected in that time (``mslstm study`` calibrates it per model), so that
+            the cap only cuts a run that turned out slower than planned.
         progress: ``bar`` (a tqdm bar on rank 0 when stderr is a terminal, else log lines) or ``quiet``
             (log lines only).
         log_every_steps: period in steps of the log lines and of the bar's loss / sequences-per-second postfix.
@@ -98,6 +103,7 @@ class TrainConfig:
     deterministic: bool = True
     num_workers: int = 0
     max_steps: int = 0
+    max_seconds: float = 0.0
     progress: Literal["bar", "quiet"] = "bar"
     log_every_steps: int = 10
     checkpoint_every_steps: int = 0
@@ -118,6 +124,8 @@ class TrainConfig:
             v = getattr(self, key)
             if v < 0:
                 raise ValueError(f"{key}: must be >= 0 (got {v})")
+        if not (math.isfinite(self.max_seconds) and self.max_seconds >= 0):
+            raise ValueError(f"max_seconds: must be >= 0 seconds, 0 = no time limit (got {self.max_seconds})")
         if not (math.isfinite(self.collective_timeout) and self.collective_timeout > 0):
             raise ValueError(
                 f"collective_timeout: must be a positive number of seconds (got {self.collective_timeout})")

@@ -169,7 +169,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        """Train until the last epoch, ``train.max_steps`` or early stopping; write the final outputs."""
+        """Train until the last epoch, ``train.max_steps``, ``train.max_seconds`` or early stopping; write the final
+        outputs."""
         st, tcfg, dinfo = self.state, self.tcfg, self.dinfo
         self.model = wrap_model(st.model, dinfo, tcfg.compile)
         self._log_start()
@@ -177,7 +178,8 @@ class Trainer:
         finished = st.stopped_early or (tcfg.max_steps and st.step >= tcfg.max_steps) or st.epoch >= tcfg.epochs
         while not finished:
             epoch_done, seconds, seqs, batches = self.train_epoch()
-            last_epoch = st.epoch + 1 >= tcfg.epochs or bool(tcfg.max_steps and st.step >= tcfg.max_steps)
+            last_epoch = (st.epoch + 1 >= tcfg.epochs or bool(tcfg.max_steps and st.step >= tcfg.max_steps)
+                          or self.out_of_time(seconds))
             self.end_epoch(epoch_done, last_epoch, seconds, seqs, batches)
             finished = not epoch_done or st.stopped_early or last_epoch
         if self.bar is not None:
@@ -212,10 +214,14 @@ class Trainer:
             self._after_step(prob)
             self.ckpointer.after_step(st, len(batches))
             fault_hook(st.step, dinfo.rank)
-            if tcfg.max_steps and st.step >= tcfg.max_steps:
+            if (tcfg.max_steps and st.step >= tcfg.max_steps) or self.out_of_time(time.perf_counter() - t0):
                 break
         self._sync_loss()
         return st.position >= len(batches), time.perf_counter() - t0, seqs, len(batches)
+
+    def out_of_time(self, running: float = 0.0) -> bool:
+        """``train.max_seconds`` reached: loop seconds of the finished epochs plus ``running`` of this one."""
+        return bool(self.tcfg.max_seconds) and self.train_time + running >= self.tcfg.max_seconds
 
     def end_epoch(self, epoch_done: bool, last_epoch: bool, seconds: float, seqs: int, batches: int) -> None:
         """History row, validation, early stopping, checkpoints; then advance to the next epoch."""
