@@ -149,7 +149,9 @@ def _bound_api_calls(api_client: Any, timeout_s: float) -> None:
     rest = api_client.rest_client
     if getattr(rest, "_mslstm_bounded", False):
         return
-    rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=0, redirect=3, raise_on_redirect=True)
+    # no retry of a failed connect / read / status; redirects (an auth proxy's) are still followed
+    rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=None, connect=0, read=0, other=0,
+                                                                    status=0, redirect=5)
     request = rest.request
 
     def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:

@@ -28,6 +28,7 @@ import math
 import mmap
 import os
 import time
+import tokenize
 from pathlib import Path
 from typing import Any, Optional
 
@@ -178,8 +179,9 @@ def open_frames(path: str | os.PathLike, max_input_gb: float = DEFAULT_MAX_INPUT
         raise DataError(f"{path}: input file not found")
     size = path.stat().st_size
     if max_input_gb and size > max_input_gb * 1e9:
-        raise DataError(f"{path}: {size / 1e9:.2f} GB is over the predict input limit of {max_input_gb:g} GB; "
-                        "split the file or raise the limit (--max-input-gb, 0 = no limit)")
+        raise DataError(f"{path}: {size:,} bytes is over the predict input limit of {max_input_gb:g} GB "
+                        f"({int(max_input_gb * 1e9):,} bytes); split the file or raise the limit (--max-input-gb, "
+                        "0 = no limit)")
     try:
         with open(path, "rb") as fh:
             head = fh.read(len(NPY_MAGIC))
@@ -197,7 +199,7 @@ def open_frames(path: str | os.PathLike, max_input_gb: float = DEFAULT_MAX_INPUT
                     raise DataError(f"{path}: .npy format version {version[0]}.{version[1]} (structured data); "
                                     "predict reads plain numeric arrays (format 1.0 or 2.0)")
                 shape, _, dtype = reader(fh)
-            except (ValueError, SyntaxError) as exc:
+            except (ValueError, SyntaxError, tokenize.TokenError) as exc:   # numpy parses the header as Python
                 raise DataError(f"{path}: damaged .npy header ({str(exc).splitlines()[0][:150]})") from None
             data_at = fh.tell()
     except OSError as exc:
