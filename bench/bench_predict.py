@@ -1,10 +1,11 @@
 """`mslstm predict` on a large input: peak resident memory and sequences/s of the streaming predictor.
 
 Writes a ``--gb`` GB float32 input (N, T_in, 1, S, S) chunk by chunk (never whole in memory) and a random-init
-small MS-LSTM checkpoint into a temporary folder, then runs ``python -m mslstm predict`` on it in a child process
-and reports the child's peak RSS (``wait4``'s ``ru_maxrss``), its sequences/s, and the peak RSS of a child that
-only imports the package and loads the model (the floor: what streaming adds is the difference). Checks the
-output's shape and that its first and last sequences equal a direct prediction.
+small MS-LSTM checkpoint into a temporary folder, then runs ``mslstm predict`` on it in a child process and
+reports the child's peak RSS (``VmHWM`` of its own address space, read at its exit: ``ru_maxrss`` would carry the
+parent's peak over the fork), its sequences/s, and the peak RSS of a child that only imports the package and loads
+the model (the floor: what streaming adds is the difference). Checks the output's shape and that its first and
+last sequences equal a direct prediction.
 
     .venv/bin/python bench/bench_predict.py                 # 1 GB, 32x32 frames, 3 in + 3 out, batch 256
     .venv/bin/python bench/bench_predict.py --gb 0.05 --batch 64
@@ -54,18 +55,33 @@ def write_checkpoint(path: Path, t_in: int, n_out: int, size: int, hidden: int) 
                            "metrics": {}})
 
 
-def run_child(cmd: list[str]) -> tuple[int, float, str, float]:
+#: Runs ``mslstm <args>`` (or, with ``--load-only CKPT``, only loads the model) and writes its peak RSS last.
+CHILD = """
+import sys
+try:
+    if sys.argv[1] == "--load-only":
+        from mslstm.release.predict import load_predictor
+        load_predictor(sys.argv[2])
+    else:
+        import runpy
+        sys.argv = ["mslstm", *sys.argv[1:]]
+        runpy.run_module("mslstm", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as fh:
+        hwm = next(line.split()[1] for line in fh if line.startswith("VmHWM"))
+    sys.stderr.write(f"VmHWM_kB {hwm}\\n")
+"""
+
+
+def run_child(args: list[str]) -> tuple[int, float, str, float]:
     """(exit status, peak RSS in MB, stderr, seconds) of one child process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ["OMP_NUM_THREADS"]}
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        secs = time.perf_counter() - t0
-        err.seek(0)
-        text = err.read().decode(errors="replace")
-    return proc.returncode, usage.ru_maxrss / 1024, text, secs
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    secs = time.perf_counter() - t0
+    m = re.search(r"VmHWM_kB (\d+)", proc.stderr)
+    return proc.returncode, (int(m.group(1)) / 1024 if m else float("nan")), proc.stderr, secs
 
 
 def main() -> int:
@@ -88,13 +104,11 @@ def main() -> int:
         write_checkpoint(ckpt, a.t_in, a.n_future, a.size, a.hidden)
         print(f"input: {inp.stat().st_size / 1e9:.2f} GB, {n:,} sequences of {a.t_in}x1x{a.size}x{a.size} float32 "
               f"(written in {time.perf_counter() - t0:.0f} s)", flush=True)
-        rc, floor_mb, err, _ = run_child([sys.executable, "-c",
-                                          "import sys; from mslstm.release.predict import load_predictor; "
-                                          "load_predictor(sys.argv[1])", str(ckpt)])
+        rc, floor_mb, err, _ = run_child(["--load-only", str(ckpt)])
         assert rc == 0, err
-        rc, peak_mb, err, secs = run_child([sys.executable, "-m", "mslstm", "predict", "--model", str(ckpt),
-                                            "--input", str(inp), "--output", str(out), "--n-future",
-                                            str(a.n_future), "--batch-size", str(a.batch), "--max-input-gb", "0"])
+        rc, peak_mb, err, secs = run_child(["predict", "--model", str(ckpt), "--input", str(inp), "--output", str(out),
+                                            "--n-future", str(a.n_future), "--batch-size", str(a.batch),
+                                            "--max-input-gb", "0"])
         if rc != 0:
             print(err[-2000:], file=sys.stderr)
             return 1
