@@ -37,7 +37,7 @@ class Mutation:
     old: str
     new: str
     tests: tuple[str, ...]
-    must: bool = False            # one of the planted bugs of issue 16's table
+    must: bool = False            # one of the planted bugs of issue 16's table or issue 22's list
 
 
 SS = "tests/test_sampling.py"
@@ -81,6 +81,30 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("resume-ignores-position", "mslstm/training/train.py",
              "batches[st.position:]", "batches[0:]",
              ("tests/test_train.py", "-k", "sigkill"), must=True),
+    # ---- issue 22: five planted bugs the suite let through, and the pipeline's wiring
+    Mutation("loss-drops-last-frame", "mslstm/training/recipe.py",
+             "total = LOSSES[self.loss_name](pred, target)",
+             "total = LOSSES[self.loss_name](pred[:, :-1], target[:, :-1])",
+             ("tests/test_train.py", "-k", "last_included"), must=True),
+    Mutation("grad-clip-only-with-scaler", "mslstm/training/recipe.py",
+             "    if grad_clip > 0:\n        scaler.unscale_(opt)",
+             "    if grad_clip > 0 and scaler.is_enabled():\n        scaler.unscale_(opt)",
+             ("tests/test_train.py", "-k", "grad_clip"), must=True),
+    Mutation("warp-vertical-sign", "model/zoo/_ops.py",
+             "gy = (ys + flow[:, 1])", "gy = (ys - flow[:, 1])",
+             ("tests/test_zoo_baselines.py", "-k", "warp"), must=True),
+    Mutation("rain-threshold-strict", "mslstm/evaluation/metrics.py",
+             "clamp(0.0, 1.0).unsqueeze(-1) >= px              # (B, T, C, H, W, K)\n"
+             "    y = target.detach().float().unsqueeze(-1) >= px",
+             "clamp(0.0, 1.0).unsqueeze(-1) > px              # (B, T, C, H, W, K)\n"
+             "    y = target.detach().float().unsqueeze(-1) > px",
+             ("tests/test_metrics_precip.py", "-k", "threshold"), must=True),
+    Mutation("hss-denominator", "mslstm/evaluation/metrics.py",
+             "(a + c) * (c + d) + (a + b) * (b + d)", "(a + c) * (b + d) + (a + b) * (c + d)",
+             ("tests/test_metrics_precip.py", "-k", "hss"), must=True),
+    Mutation("register-reads-profile", "pipelines/training.py",
+             'evaluation=ev.outputs["evaluation"]', 'evaluation=profile_task.outputs["profile_dir"]',
+             ("tests/test_kfp.py", "-k", "right_producer"), must=True),
     # ---- scheduled sampling and the rollout
     Mutation("ss-schedule-frozen", "mslstm/training/recipe.py",
              "frac = min(1.0, step / tcfg.ss_decay_steps)", "frac = 0.0", (SS, "-k", "schedule")),

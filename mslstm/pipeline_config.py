@@ -76,6 +76,9 @@ class PipelineConfig:
     trainer_runtime: str = "torch-distributed"
     #: Seconds to wait for a TrainJob before the train task fails.
     trainjob_timeout_s: int = 86400
+    #: ``mslstm pipeline submit``: seconds to connect to the KFP endpoint and, per API call, to wait for its
+    #: answer (each tried once); an endpoint that is down or answers nothing fails in about this long.
+    submit_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.image.strip() and not any(c.isspace() for c in self.image):
@@ -105,5 +108,8 @@ class PipelineConfig:
             raise ValueError(f"ablation_parallelism: must be >= 0, 0 = all models at once (got {self.ablation_parallelism})")
         if self.trainjob_timeout_s <= 0:
             raise ValueError(f"trainjob_timeout_s: must be > 0 (got {self.trainjob_timeout_s})")
+        if isinstance(self.submit_timeout_s, bool) or not isinstance(self.submit_timeout_s, (int, float)) \
+                or not 0 < self.submit_timeout_s < float("inf"):
+            raise ValueError(f"submit_timeout_s: must be a positive number of seconds (got {self.submit_timeout_s!r})")
         if self.host and not self.host.startswith(("http://", "https://")):
             raise ValueError(f"host: must start with http:// or https:// (got {self.host!r})")

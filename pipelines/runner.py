@@ -84,8 +84,9 @@ def run_local(cfg: Config, root: str | Path, arguments: dict[str, Any], ablation
     return root
 
 
-#: How submit reaches the KFP endpoint: one TCP connection attempt with this timeout before any API call, then
-#: one try per API call (kfp's own health check would retry 5 times, sleeping 5 s, with 3 urllib3 retries each).
+#: How submit reaches the KFP endpoint: one TCP connection attempt with ``pipeline.submit_timeout_s`` (default
+#: this) before any API call, then one try per API call, each with that connect and read timeout (kfp's own health
+#: check would retry 5 times, sleeping 5 s, with 3 urllib3 retries each, and its calls have no time limit).
 CONNECT_TIMEOUT_S = 10.0
 _HTTP_HINTS = {
     401: "the endpoint wants credentials (kfp.Client's: a token in KF_PIPELINES_SA_TOKEN_PATH, or the "
@@ -123,15 +124,41 @@ def check_reachable(host: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         raise ConfigError(f"--host {host}: cannot be reached ({why} at {parts.hostname}:{port}; {how})") from None
 
 
-def _api_error(host: str, exc: BaseException) -> ConfigError:
+def _api_error(host: str, exc: BaseException, timeout_s: float = CONNECT_TIMEOUT_S) -> ConfigError:
     """One line for a failed KFP API call: the HTTP status and what to do, or why the host was not reached."""
     status = getattr(exc, "status", None)
     if status:
         reason = getattr(exc, "reason", "") or ""
         hint = _HTTP_HINTS.get(int(status), "the endpoint refused the request")
         return ConfigError(f"--host {host}: HTTP {status} {reason}".rstrip() + f": {hint} (tried once)")
-    text = str(getattr(exc, "reason", None) or exc).splitlines()[0][:200]
+    import urllib3
+
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        return ConfigError(f"--host {host}: connected, but no answer within {timeout_s:g} s (read timeout; tried "
+                           "once; pipeline.submit_timeout_s)")
+    text = str(reason or exc).splitlines()[0][:200]
     return ConfigError(f"--host {host}: cannot be reached ({type(exc).__name__}: {text}; tried once)")
+
+
+def _bound_api_calls(api_client: Any, timeout_s: float) -> None:
+    """Give every call of a ``kfp_server_api.ApiClient`` a (connect, read) timeout and no urllib3 retry: the
+    generated client passes ``timeout=None`` (wait for ever) unless a call names ``_request_timeout``."""
+    import urllib3
+
+    rest = api_client.rest_client
+    if getattr(rest, "_mslstm_bounded", False):
+        return
+    # no retry of a failed connect / read / status; redirects (an auth proxy's) are still followed
+    rest.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(total=None, connect=0, read=0, other=0,
+                                                                    status=0, redirect=5)
+    request = rest.request
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or (timeout_s, timeout_s), **kwargs)
+
+    rest.request = bounded
+    rest._mslstm_bounded = True
 
 
 def submit(cfg: Config, host: str, experiment: str, arguments: dict[str, Any], run_name: str | None = None,
@@ -149,8 +176,11 @@ def submit(cfg: Config, host: str, experiment: str, arguments: dict[str, Any], r
     import kfp_server_api
     import urllib3
 
+    timeout_s = float(cfg.pipeline.submit_timeout_s)
+
     class _OneTryClient(kfp.Client):
         def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:  # one try; the caller says what failed
+            _bound_api_calls(self._healthz_api.api_client, timeout_s)  # the first call is made in __init__
             return self._healthz_api.healthz_service_get_healthz()
 
     check_arguments(build_pipeline(cfg, ablation), arguments)
@@ -158,7 +188,7 @@ def submit(cfg: Config, host: str, experiment: str, arguments: dict[str, Any], r
     with tempfile.TemporaryDirectory(prefix="mslstm-submit-") as tmp:
         pkg = Path(package) if package else compile_pipeline(cfg, Path(tmp) / "pipeline.yaml", ablation)
         validate_package(pkg)
-        check_reachable(host)
+        check_reachable(host, timeout_s)
         quiet = logging.getLogger("urllib3")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # no "Retrying (Retry(total=2...))" lines: the error below says it once
@@ -166,12 +196,13 @@ def submit(cfg: Config, host: str, experiment: str, arguments: dict[str, Any], r
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # kfp's "only works with KFP 2.0.0-beta.2" notice
                 client = _OneTryClient(host=host, namespace=namespace) if namespace else _OneTryClient(host=host)
+                _bound_api_calls(client._run_api.api_client, timeout_s)
                 result = client.create_run_from_pipeline_package(
                     str(pkg), arguments=arguments, run_name=run_name, experiment_name=experiment,
                     namespace=namespace,
                 )
         except (kfp_server_api.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _api_error(host, exc) from None
+            raise _api_error(host, exc, timeout_s) from None
         finally:
             quiet.setLevel(level)
     return f"{host.rstrip('/')}/#/runs/details/{result.run_id}"

@@ -58,3 +58,8 @@ def test_bench_quality_writes_curves_and_logs_a_run(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / "quality.csv", encoding="utf-8")))
     assert {r["model"] for r in rows} == {"convlstm", "smslstm"} and all(float(r["mse"]) > 0 for r in rows)
     assert "MLflow run" in out, out
+
+
+def test_bench_predict_streams_a_small_input_and_reports_memory():
+    out = _bench("bench_predict.py", "--gb", "0.002", "--size", "16", "--batch", "16", "--hidden", "4")
+    assert "sequences/s" in out and "peak RSS:" in out and "import + model alone:" in out, out

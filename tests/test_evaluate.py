@@ -158,3 +158,28 @@ def test_bad_weights_or_psnr_value_is_one_config_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and err.count("\n") == 1 and f"evaluate.{key}: must be one of {fragment}" in err, err
         assert not (tmp_path / "ev").exists()
+
+
+def test_cli_evaluate_on_weights_that_do_not_fit_names_the_keys_and_the_file(tiny_dataset, tmp_path, capsys):
+    # the same model_config, other weights (as after a code change): one line naming the file and the missing,
+    # unexpected and mismatched keys, as `train --resume` does (one check behind both: checkpoint.check_weights)
+    from test_evaluate_common import cli_sets
+
+    from mslstm.cli import main
+
+    ckpt = make_checkpoint(tmp_path / "best.pt", tiny_config())
+    payload = torch.load(ckpt, weights_only=True)
+    keys = sorted(payload["model"])
+    payload["model"][keys[0]] = torch.zeros(3, 3)            # mismatched shape
+    dropped = keys[1]
+    del payload["model"][dropped]                             # missing
+    payload["model"]["head.extra"] = torch.zeros(1)           # unexpected
+    torch.save(payload, ckpt)
+    rc = main([*cli_sets("tracking.enabled=false"), "evaluate", "--checkpoint", str(ckpt), "--data-dir",
+               str(tiny_dataset), "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {ckpt}: weights do not fit model 'mslstm'"), err
+    assert f"missing: {dropped}" in err and "unexpected: head.extra" in err, err
+    assert f"{keys[0]} (3, 3) vs" in err and "Error(s) in loading state_dict" not in err, err
+    assert not (tmp_path / "ev").exists() or not any((tmp_path / "ev").iterdir())

@@ -83,6 +83,123 @@ def test_training_pipeline_compiles_and_validates(cfg, tmp_path):
     assert "validate-Output" in root["condition-1"]["triggerPolicy"]["condition"]
 
 
+def _wiring(spec) -> dict[str, dict[str, tuple]]:
+    """Every input of every container task of a compiled pipeline, followed through the DAG layers (conditions,
+    loops) to where it comes from: ``("param", name)`` a pipeline parameter, ``("out", task, key)`` the named
+    output of a container task (``("collected", task, key)`` through a loop), ``("item", source)`` the loop item
+    of a list, ``("const", value)``."""
+    comps = spec["components"]
+    dags = {"root": spec["root"], **{n: c for n, c in comps.items() if "dag" in c}}
+    parent = {}   # DAG component -> (the DAG component holding its task, that task's name)
+    for holder, comp in dags.items():
+        for name, task in comp["dag"]["tasks"].items():
+            if task["componentRef"]["name"] in dags:
+                parent[task["componentRef"]["name"]] = (holder, name)
+
+    def task_of(holder, name):
+        return dags[holder]["dag"]["tasks"][name]
+
+    def from_output(holder, name, key, kind):
+        task = task_of(holder, name)
+        ref = task["componentRef"]["name"]
+        if ref not in dags:
+            return ("out", name, key)
+        sel = dags[ref]["dag"]["outputs"][kind][key]
+        sel = sel["valueFromParameter"] if kind == "parameters" else sel["artifactSelectors"][0]
+        sub = sel["producerSubtask"]
+        inner = from_output(ref, sub, sel["outputParameterKey" if kind == "parameters" else "outputArtifactKey"], kind)
+        return ("collected", *inner[1:]) if "parameterIterator" in task else inner
+
+    def resolve(holder, src, kind):
+        if "componentInputParameter" in src or "componentInputArtifact" in src:
+            name = src.get("componentInputParameter") or src["componentInputArtifact"]
+            if holder == "root":
+                return ("param", name)
+            up, task_name = parent[holder]
+            task = task_of(up, task_name)
+            it = task.get("parameterIterator")
+            if it and it["itemInput"] == name:
+                return ("item", resolve(up, {"componentInputParameter": it["items"]["inputParameter"]}, kind))
+            return resolve(up, task["inputs"][kind][name], kind)
+        if "taskOutputParameter" in src:
+            o = src["taskOutputParameter"]
+            return from_output(holder, o["producerTask"], o["outputParameterKey"], "parameters")
+        if "taskOutputArtifact" in src:
+            o = src["taskOutputArtifact"]
+            return from_output(holder, o["producerTask"], o["outputArtifactKey"], "artifacts")
+        if "runtimeValue" in src:
+            return ("const", src["runtimeValue"]["constant"])
+        raise AssertionError(f"unknown input source {src}")
+
+    wiring = {}
+    for holder, comp in dags.items():
+        for name, task in comp["dag"]["tasks"].items():
+            if task["componentRef"]["name"] in dags:
+                continue
+            assert name not in wiring, f"task name {name} twice"
+            wiring[name] = {k: resolve(holder, v, kind) for kind in ("parameters", "artifacts")
+                            for k, v in (task.get("inputs") or {}).get(kind, {}).items()}
+    return wiring
+
+
+def _param(*names):
+    return {n: ("param", n) for n in names}
+
+
+def test_every_task_input_comes_from_the_right_producer(cfg, tmp_path):
+    """Each input of each task, followed through the conditions and the loop: register reads the evaluation of
+    its own branch's evaluate task (not the profile), evaluate the model of the train task it follows, and so on.
+    A wrongly wired input of the same type compiles and validates, so only this table catches it."""
+    image = "registry.example.com/mslstm:test"
+    gpu_count = {"accelerator_count": ("const", "{{$.inputs.parameters['pipelinechannel--gpus']}}"),
+                 "pipelinechannel--gpus": ("param", "gpus")}
+    dataset = {"dataset": ("out", "data", "dataset")}
+    knobs = _param("config", "model_name", "epochs", "batch_size", "lr", "gpus")
+
+    def after(train, evaluate, profile, gpu=None):
+        return {
+            profile: {**_param("config", "model_name"), "run_id": ("out", train, "Output")},
+            evaluate: {**_param("config", "model_name"), **dataset, "model": ("out", train, "model"), **(gpu or {})},
+        }
+
+    def register(train, evaluate, profile):
+        return {**_param("config", "model_name"), "model": ("out", train, "model"),
+                "evaluation": ("out", evaluate, "evaluation"), "profile_dir": ("out", profile, "profile_dir")}
+
+    expected = {
+        "data": _param("config"),
+        "validate": {**_param("config"), **dataset},
+        "train-trainjob": {**knobs, **dataset, "nodes": ("param", "nodes"), "image": ("const", image)},
+        "train": {**knobs, **dataset, **gpu_count},
+        **after("train-trainjob", "evaluate", "profile"),
+        "register": register("train-trainjob", "evaluate", "profile"),
+        **after("train", "evaluate-2", "profile-2", gpu_count),
+        "register-2": register("train", "evaluate-2", "profile-2"),
+    }
+    _, spec, _ = _compile(cfg, tmp_path, False)
+    got = _wiring(spec)
+    assert set(got) == set(expected)
+    for task in expected:
+        assert got[task] == expected[task], task
+
+    item = ("item", ("param", "models"))
+    knobs = {**_param("config", "epochs", "batch_size", "lr", "gpus"), "model_name": item}
+    expected = {
+        "data": _param("config"),
+        "validate": {**_param("config"), **dataset},
+        "train": {**knobs, **dataset, **gpu_count},
+        "profile": {**_param("config"), "model_name": item, "run_id": ("out", "train", "Output")},
+        "evaluate": {**_param("config"), "model_name": item, **dataset, "model": ("out", "train", "model"),
+                     "cost": ("out", "profile", "Output"), **gpu_count},
+        "summarize-ablation": {**_param("config"), "results": ("collected", "evaluate", "Output")},
+    }
+    _, spec, _ = _compile(cfg, tmp_path / "ablation", True)
+    got = _wiring(spec)
+    assert set(got) == set(expected)
+    for task in expected:
+        assert got[task] == expected[task], task
+
+
 def test_training_resources_and_gpu(cfg, tmp_path):
     _, spec, _ = _compile(cfg, tmp_path, False)
     execs = _executors(spec)

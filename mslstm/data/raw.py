@@ -181,13 +181,65 @@ def configured_remote(repo_root: Path, name: str = "") -> str | None:
     return default or None
 
 
-def dvc_pull(dvc_file: Path, remote: str, repo_root: Path) -> None:
-    """``dvc pull -r <remote> <dvc_file>`` (credentials and endpoint come from the environment / DVC config)."""
+def remote_url(repo_root: Path, name: str) -> str:
+    """The URL of DVC remote ``name`` ("" when it has none)."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        conf = Config(dvc_dir=str(repo_root / ".dvc"))
+    except ConfigError as exc:
+        raise StorageError(f"{repo_root / '.dvc' / 'config'}: {exc}") from exc
+    return str(conf.get("remote", {}).get(name, {}).get("url", ""))
+
+
+def _bounded_env(repo_root: Path, remote: str, limits: Any, folder: Path) -> dict[str, str]:
+    """The environment of a bounded ``dvc pull``: botocore's attempts (``AWS_MAX_ATTEMPTS``) and, for an S3
+    remote, its ``connect_timeout`` / ``read_timeout`` in a DVC config of the lowest level (system: the
+    repository's, local and user settings of the remote still win)."""
+    env = {**os.environ, "AWS_MAX_ATTEMPTS": str(int(limits.s3_max_attempts)), "AWS_RETRY_MODE": "standard"}
+    if not remote_url(repo_root, remote).startswith("s3://"):
+        return env
+    from dvc.dirs import system_config_dir
+
+    if os.path.isfile(os.path.join(system_config_dir(), "config")):
+        log.debug("a DVC system config exists: the remote's own timeouts apply")   # never hide the admin's file
+        return env
+    (folder / "config").write_text(
+        f"['remote \"{remote}\"']\n"
+        f"    connect_timeout = {max(1, round(limits.s3_connect_timeout_s))}\n"
+        f"    read_timeout = {max(1, round(limits.s3_read_timeout_s))}\n", encoding="utf-8")
+    env["DVC_SYSTEM_CONFIG_DIR"] = str(folder)
+    return env
+
+
+def dvc_pull(dvc_file: Path, remote: str, repo_root: Path, limits: Any = None) -> None:
+    """``dvc pull -r <remote> <dvc_file>`` (credentials and endpoint come from the environment / DVC config),
+    bounded: an S3 remote's connect/read timeouts and attempts are ``limits.s3_connect_timeout_s`` /
+    ``s3_read_timeout_s`` / ``s3_max_attempts`` unless the remote sets its own, and the whole pull is stopped
+    after ``limits.dvc_timeout_s`` seconds (``limits``: the data section; None = its defaults)."""
+    if limits is None:
+        from mslstm.data.config import DataConfig
+
+        limits = DataConfig()
     cmd = [sys.executable, "-m", "dvc", "pull", "-r", remote, str(dvc_file.resolve())]
-    log.info("pulling %s from DVC remote %r", dvc_file, remote)
-    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, check=False)
+    log.info("pulling %s from DVC remote %r (at most %g s)", dvc_file, remote, limits.dvc_timeout_s)
+    with tempfile.TemporaryDirectory(prefix="mslstm-dvc-") as tmp:
+        env = _bounded_env(repo_root, remote, limits, Path(tmp))
+        proc = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            out, err = proc.communicate(timeout=limits.dvc_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise StorageError(f"{dvc_file}: `dvc pull -r {remote}` gave no result within {limits.dvc_timeout_s:g} s "
+                               "and was stopped (data.dvc_timeout_s); is the remote reachable?") from None
+        except BaseException:            # SIGTERM / Ctrl-C while waiting: the pull does not outlive the step
+            proc.kill()
+            proc.communicate()
+            raise
     if proc.returncode != 0:
-        msg = " ".join((proc.stderr or proc.stdout or "").split())[-400:]
+        msg = " ".join((err or out or "").split())[-400:]
         raise StorageError(f"{dvc_file}: `dvc pull -r {remote}` failed: {msg}")
 
 
@@ -233,7 +285,7 @@ def ensure_raw_data(data_cfg: Any, root: str | os.PathLike = ".") -> dict[str, A
         remote = configured_remote(repo_root, data_cfg.dvc_remote)
     if remote:
         try:
-            dvc_pull(dvc_file, remote, repo_root)
+            dvc_pull(dvc_file, remote, repo_root, data_cfg)
             current = dvc_hash(raw_dir)["md5"] if raw_dir.exists() else "<missing>"
             if current == recorded:
                 return {"raw_dir": str(raw_dir), "raw_hash": recorded, "how": "pulled"}

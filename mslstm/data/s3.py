@@ -5,6 +5,11 @@ reads them itself); credentials come from the environment / boto3's usual chain 
 botocore's retry config (``standard`` mode). Every failure is a :class:`~mslstm.errors.StorageError` naming the
 bucket/key and the problem (endpoint down, no such bucket, no such key, access denied).
 
+Every call is bounded: botocore's connect and read timeouts and its attempts (first try + retries) are
+``data.s3_connect_timeout_s``, ``data.s3_read_timeout_s`` and ``data.s3_max_attempts`` once the data step calls
+:func:`configure` (defaults :data:`CONNECT_TIMEOUT`, :data:`READ_TIMEOUT`, :data:`MAX_ATTEMPTS`), so an endpoint
+that died or answers nothing fails in about ``attempts x (connect or read timeout)`` with one line that says so.
+
     from mslstm.data import s3
     s3.write_bytes("s3://bucket/reports/result.json", b"{}")
     s3.read_bytes("s3://bucket/reports/result.json")
@@ -25,9 +30,34 @@ from mslstm.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 60
+MAX_ATTEMPTS = 3          # botocore's total attempts per call (first try + retries)
+CONNECT_TIMEOUT = 5.0     # seconds to open a connection
+READ_TIMEOUT = 60.0       # seconds without a byte from an open connection
+_settings = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT, "max_attempts": MAX_ATTEMPTS}
+
+
+def configure(connect_timeout_s: float | None = None, read_timeout_s: float | None = None,
+              max_attempts: int | None = None) -> None:
+    """Set the time limits and attempts of every later call (None keeps a value); clients are rebuilt."""
+    for key, value, kind in (("connect_timeout", connect_timeout_s, float), ("read_timeout", read_timeout_s, float),
+                             ("max_attempts", max_attempts, int)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise StorageError(f"s3 {key}: must be a positive number (got {value!r})")
+        _settings[key] = kind(value)
+
+
+def configure_from(data_cfg: Any) -> None:
+    """:func:`configure` from the data section (``s3_connect_timeout_s``, ``s3_read_timeout_s``,
+    ``s3_max_attempts``)."""
+    configure(data_cfg.s3_connect_timeout_s, data_cfg.s3_read_timeout_s, data_cfg.s3_max_attempts)
+
+
+def limits() -> str:
+    """The bounds in words, for error messages: ``connect timeout 5 s, read timeout 60 s, 3 attempts``."""
+    return (f"connect timeout {_settings['connect_timeout']:g} s, read timeout {_settings['read_timeout']:g} s, "
+            f"{_settings['max_attempts']} attempt{'s' if _settings['max_attempts'] != 1 else ''}")
 
 
 #: URI schemes taken as S3: KFP names artifacts on its MinIO store ``minio://bucket/key``.
@@ -55,24 +85,27 @@ def endpoint_from_env() -> str | None:
 
 
 @lru_cache(maxsize=8)
-def _client(endpoint_url: str | None, region: str | None, max_attempts: int, _key_id: str | None) -> Any:
+def _client(endpoint_url: str | None, region: str | None, max_attempts: int, connect_timeout: float,
+            read_timeout: float, _key_id: str | None) -> Any:
     # _key_id is only part of the cache key: new credentials in the environment get a new client.
     import boto3
     from botocore.config import Config
 
     cfg = Config(
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=cfg)
 
 
-def client(endpoint_url: str | None = None, max_attempts: int = MAX_ATTEMPTS) -> Any:
-    """A boto3 S3 client for ``endpoint_url`` (default: from the environment) with retries."""
+def client(endpoint_url: str | None = None, max_attempts: int | None = None) -> Any:
+    """A boto3 S3 client for ``endpoint_url`` (default: from the environment) with the configured time limits
+    and attempts (:func:`configure`)."""
     endpoint = endpoint_url or endpoint_from_env()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return _client(endpoint, region, max_attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
+    return _client(endpoint, region, max_attempts or _settings["max_attempts"], _settings["connect_timeout"],
+                   _settings["read_timeout"], os.environ.get("AWS_ACCESS_KEY_ID"))
 
 
 def _error(exc: Exception, bucket: str, key: str, action: str, endpoint: str | None) -> StorageError:
@@ -83,7 +116,9 @@ def _error(exc: Exception, bucket: str, key: str, action: str, endpoint: str | N
     at = endpoint or "AWS"
     if isinstance(exc, EndpointConnectionError) or type(exc).__name__ in ("ConnectTimeoutError", "ReadTimeoutError",
                                                                           "ConnectionClosedError"):
-        return StorageError(f"{where}: cannot {action}: S3 endpoint {at} unreachable ({exc})")
+        what = "answered nothing" if type(exc).__name__ == "ReadTimeoutError" else "unreachable"
+        return StorageError(f"{where}: cannot {action}: S3 endpoint {at} {what} ({exc}; {limits()}: "
+                            "data.s3_connect_timeout_s / s3_read_timeout_s / s3_max_attempts)")
     if isinstance(exc, NoCredentialsError):
         return StorageError(f"{where}: cannot {action}: no AWS credentials in the environment "
                             "(set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")

@@ -255,9 +255,17 @@ def _unpickler_reason(message: str) -> str:
     return useful[0][:200] if useful else "the pickle holds something other than tensors and containers"
 
 
-def check_weights(path: str | os.PathLike, state: Mapping[str, Any], model: nn.Module) -> None:
-    """Raise CheckpointError naming the mismatched keys/shapes when ``state`` (a state dict) does not fit ``model``
-    (e.g. a checkpoint from before a code change, with the same model config)."""
+RESUME_HINT = "the code changed since the checkpoint was written: train anew into another folder"
+LOAD_HINT = ("the checkpoint was written by other code or edited since: use one written by this code, or train "
+             "anew")
+
+
+def check_weights(path: str | os.PathLike, state: Mapping[str, Any], model: nn.Module,
+                  built_from: str = "the model built from this config", hint: str = RESUME_HINT) -> None:
+    """Raise CheckpointError naming the file and the missing / unexpected / mismatched keys (with shapes) when
+    ``state`` (a state dict) does not fit ``model`` (e.g. a checkpoint from before a code change, with the same
+    model config). The one check behind ``train --resume`` and every :func:`load_model` (evaluate, predict,
+    register, layers)."""
     want = model.state_dict()
     missing = [k for k in want if k not in state]
     unexpected = [k for k in state if k not in want]
@@ -269,8 +277,20 @@ def check_weights(path: str | os.PathLike, state: Mapping[str, Any], model: nn.M
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
             parts.append(f"{label}: {', '.join(items[:3])}{more}")
     if parts:
-        raise CheckpointError(f"{path}: weights do not fit the model built from this config ({'; '.join(parts)}); "
-                              "the code changed since the checkpoint was written: train anew into another folder")
+        raise CheckpointError(f"{path}: weights do not fit {built_from} ({'; '.join(parts)}); {hint}")
+
+
+def load_weights(path: str | os.PathLike, state: Mapping[str, Any], model: nn.Module,
+                 built_from: str = "the model built from this config", hint: str = RESUME_HINT) -> None:
+    """Load ``state`` into ``model`` strictly after :func:`check_weights` (a misfit names its keys and ``path``)."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: 'model' holds {type(state).__name__}, not a state dict of tensors")
+    check_weights(path, state, model, built_from, hint)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, TypeError) as exc:   # what check_weights does not see (e.g. a non-tensor value)
+        detail = "; ".join(ln.strip() for ln in str(exc).strip().splitlines()[1:] if ln.strip()) or str(exc)
+        raise CheckpointError(f"{path}: weights do not fit {built_from} ({detail[:300]}); {hint}") from None
 
 
 def model_config_of(path: str | os.PathLike, payload: Mapping[str, Any]):
@@ -295,13 +315,8 @@ def load_model(
     payload = load_checkpoint(path, map_location=map_location, expected_model_config=expected_model_config)
     mcfg = model_config_of(path, payload)
     net = build_model(mcfg)
-    try:
-        net.load_state_dict(payload["model"], strict=True)
-    except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: weights do not fit model {mcfg.name!r} built from the checkpoint's model_config ({first[:200]})"
-        ) from exc
+    load_weights(path, payload["model"], net, f"model {mcfg.name!r} built from the checkpoint's model_config",
+                 LOAD_HINT)
     net.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     net.eval()
     return net, payload
