@@ -31,6 +31,7 @@ COMMANDS = (
     "pipeline",
     "image",
     "summary",
+    "tracking-server",
 )
 
 log = logging.getLogger("mslstm")

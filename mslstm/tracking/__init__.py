@@ -29,6 +29,12 @@ already holds (:meth:`Tracker.skip_logged_steps`): the steps a resume replays ar
 How a run ends: FINISHED; FAILED when the block raises (also SIGTERM, which becomes ``SystemExit`` while the run
 is open); KILLED on Ctrl-C. A SIGKILL cannot be caught: the run stays RUNNING until a resume finishes it.
 
+A tracking server that fails does not hold the step: every MLflow request has the time limit and retries of the
+``tracking`` section (:mod:`~mslstm.tracking.limits`), the first failure stops the logging while the step's work
+goes on, the end of the run waits at most ``tracking.end_timeout`` seconds for unsent metrics, and then the step
+raises one :class:`~mslstm.errors.TrackingError` (the CLI's ``error:`` line, exit 2) naming the server, the failure
+and what was not logged; its outputs are already written. SIGTERM is honoured throughout, the end included.
+
     with start_run(cfg, out_dir, data_dir=data_dir, enabled=rank == 0) as tracker:    # training
         tracker.log_metrics({"train/loss": 0.1}, step=10)
     with open_run(cfg, run_info=find_run_info(train_dir), run_name="evaluate-mslstm") as tracker:
@@ -37,21 +43,31 @@ is open); KILLED on Ctrl-C. A SIGKILL cannot be caught: the run stays RUNNING un
 One module per job: :mod:`~mslstm.tracking.config` (the section), :mod:`~mslstm.tracking.store` (where: URI,
 SQLite store, connect), :mod:`~mslstm.tracking.metadata` (git/data tags, run names), :mod:`~mslstm.tracking.runinfo`
 (``run.json``), :mod:`~mslstm.tracking.tracker` (the :class:`Tracker`), :mod:`~mslstm.tracking.models` (model
-logging), :mod:`~mslstm.tracking.runs` (opening and ending runs). Callers import from ``mslstm.tracking``.
+logging), :mod:`~mslstm.tracking.sender` (metrics sent in the background), :mod:`~mslstm.tracking.limits` (HTTP
+timeout and retries), :mod:`~mslstm.tracking.runs` (opening and ending runs). Callers import from ``mslstm.tracking``.
 """
 from __future__ import annotations
 
 from mslstm.tracking.config import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, TrackingConfig, tracking_enabled
+from mslstm.tracking.limits import apply_http_limits, http_limits
 from mslstm.tracking.metadata import data_hashes, git_commit, git_dirty, run_name, run_tags
 from mslstm.tracking.models import log_pytorch_model
 from mslstm.tracking.runinfo import RUN_INFO_KEYS, RUN_JSON, find_run_info, read_run_info, write_run_info
 from mslstm.tracking.runs import continue_run, end_status, open_run, start_run
-from mslstm.tracking.store import absolute_sqlite_uri, connect, prepare_store, project_root, resolve_tracking_uri
+from mslstm.tracking.store import (
+    absolute_sqlite_uri,
+    connect,
+    prepare_store,
+    project_root,
+    redact_uri,
+    resolve_tracking_uri,
+)
 from mslstm.tracking.tracker import Tracker
 
 __all__ = [
     "DEFAULT_EXPERIMENT", "DEFAULT_TRACKING_URI", "RUN_INFO_KEYS", "RUN_JSON", "Tracker", "TrackingConfig",
-    "absolute_sqlite_uri", "connect", "continue_run", "data_hashes", "end_status", "find_run_info", "git_commit",
-    "git_dirty", "log_pytorch_model", "open_run", "prepare_store", "project_root", "read_run_info",
-    "resolve_tracking_uri", "run_name", "run_tags", "start_run", "tracking_enabled", "write_run_info",
+    "absolute_sqlite_uri", "apply_http_limits", "connect", "continue_run", "data_hashes", "end_status",
+    "find_run_info", "git_commit", "git_dirty", "http_limits", "log_pytorch_model", "open_run", "prepare_store",
+    "project_root", "read_run_info", "redact_uri", "resolve_tracking_uri", "run_name", "run_tags", "start_run",
+    "tracking_enabled", "write_run_info",
 ]

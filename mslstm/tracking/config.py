@@ -24,6 +24,13 @@ class TrackingConfig:
         log_model: log the best model with ``mlflow.pytorch.log_model`` (signature + input example).
         model_format: ``pt2`` (torch.export, safe to load) or ``pickle``; pt2 falls back to pickle when export fails.
         log_checkpoint: upload ``best.pt`` as a run artifact.
+        http_timeout: seconds one MLflow HTTP request may wait for the server (``MLFLOW_HTTP_REQUEST_TIMEOUT``;
+            see :mod:`mslstm.tracking.limits`; an MLflow variable set in the environment wins).
+        http_max_retries: retries of a failed MLflow HTTP request (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 0-10).
+        http_backoff_factor: back-off between retries, ``factor * 2**(n-1)`` s
+            (``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``).
+        end_timeout: seconds the end of a run may wait for the metrics still being sent; then the step stops
+            with one ``error:`` line naming what was not logged (its outputs are kept).
     """
 
     uri: str = DEFAULT_TRACKING_URI
@@ -36,6 +43,10 @@ class TrackingConfig:
     log_model: bool = False
     model_format: Literal["pt2", "pickle"] = "pt2"
     log_checkpoint: bool = True
+    http_timeout: int = 15
+    http_max_retries: int = 2
+    http_backoff_factor: int = 1
+    end_timeout: float = 30.0
 
     def validate(self) -> None:
         if not self.uri:
@@ -46,6 +57,14 @@ class TrackingConfig:
             raise ValueError(f"log_every_steps: must be >= 1 (got {self.log_every_steps})")
         if self.system_metrics_interval <= 0:
             raise ValueError(f"system_metrics_interval: must be > 0 seconds (got {self.system_metrics_interval})")
+        if self.http_timeout < 1:
+            raise ValueError(f"http_timeout: must be >= 1 second (got {self.http_timeout})")
+        if not 0 <= self.http_max_retries <= 10:
+            raise ValueError(f"http_max_retries: must be 0..10, MLflow's limit (got {self.http_max_retries})")
+        if not 0 <= self.http_backoff_factor <= 120:
+            raise ValueError(f"http_backoff_factor: must be 0..120 (got {self.http_backoff_factor})")
+        if self.end_timeout <= 0:
+            raise ValueError(f"end_timeout: must be > 0 seconds (got {self.end_timeout})")
 
 
 def section(cfg: Any) -> Any:

@@ -7,12 +7,14 @@ import logging
 import os
 from typing import Any, Iterator, Mapping
 
+from mslstm.errors import TrackingError
 from mslstm.tracking.config import DEFAULT_EXPERIMENT, section, tracking_enabled
+from mslstm.tracking.limits import apply_http_limits, fail_fast
 from mslstm.tracking.metadata import run_name as default_run_name
 from mslstm.tracking.metadata import run_tags
 from mslstm.tracking.runinfo import read_run_info, write_run_info
-from mslstm.tracking.store import prepare_store, resolve_tracking_uri
-from mslstm.tracking.tracker import Tracker
+from mslstm.tracking.store import prepare_store, redact_uri, resolve_tracking_uri
+from mslstm.tracking.tracker import Tracker, one_line, store_errors
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,40 @@ def end_status(exc: BaseException | None) -> str:
     return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
 
 
-def _end(mlflow: Any, status: str) -> None:
+#: At most this many seconds for the unsent metrics of a run that ends on an exception (SIGTERM: a scheduler's
+#: grace period is short).
+END_TIMEOUT_ON_ERROR = 5.0
+
+
+def _finish(mlflow: Any, tracker: Tracker, status: str, owns: bool, timeout: float) -> None:
+    """End the run within bounds: wait at most ``timeout`` s for the unsent metrics, then (when this block owns
+    the run) ``end_run``, in fail-fast mode (:func:`~mslstm.tracking.limits.fail_fast`) once the store failed or
+    the wait was interrupted. A failure is recorded on ``tracker``, not raised."""
+    closed = False
     try:
-        mlflow.flush_async_logging()
+        tracker.close(timeout)
+        closed = True
     finally:
-        mlflow.end_run(status=status)
-    log.info("MLflow run ended: %s", status)
+        if owns:
+            if tracker.failure is not None and status == "FINISHED":
+                status = "FAILED"  # the run lacks what the step produced
+            fast = not closed or tracker.failure is not None
+            with fail_fast() if fast else contextlib.nullcontext():
+                try:
+                    mlflow.end_run(status=status)  # pops the active run first: nothing is retried at exit
+                    log.info("MLflow run ended: %s", status)
+                except store_errors() as exc:
+                    tracker.fail(exc, f"the run's end status ({status})")
+
+
+def _tracking_error(tracker: Tracker, out_dir: str | os.PathLike | None, stopped: bool = False) -> TrackingError:
+    where = f"MLflow at {redact_uri(tracker.tracking_uri or '')} (run {tracker.run.info.run_id})"
+    if stopped:
+        return TrackingError(f"stopped by SIGTERM; tracking incomplete: {where}: not logged: "
+                             f"{tracker.not_logged_summary()}")
+    outputs = f"the outputs in {out_dir} are complete" if out_dir is not None else "the step's outputs are complete"
+    return TrackingError(f"tracking failed: {where}: {tracker.failure}; not logged: "
+                         f"{tracker.not_logged_summary()}; {outputs}")
 
 
 @contextlib.contextmanager
@@ -70,46 +100,63 @@ def open_run(
     from mslstm.training.hooks import sigterm_as_exception
 
     sec = section(cfg)
+    end_timeout = float(getattr(sec, "end_timeout", 30.0))
+    apply_http_limits(cfg)
     if run_id is None and run_info and run_info.get("run_id"):
         run_id = str(run_info["run_id"])
     uri = resolve_tracking_uri(cfg, run_info)
     prepare_store(uri)
     mlflow.set_tracking_uri(uri)
     active = mlflow.active_run()
-    if active is not None and not nested:  # a caller's run: log into it, leave ending it to the caller
-        tracker = Tracker(True, active, uri, mlflow.get_experiment(active.info.experiment_id).name)
-        if out_dir is not None:
-            write_run_info(out_dir, tracker.info)
-        yield tracker
-        return
+    try:
+        run, exp_name = _open(mlflow, sec, cfg, active, run_id, run_name, tags, system_metrics, nested)
+    except store_errors() as exc:
+        raise TrackingError(f"tracking failed: cannot open an MLflow run at {redact_uri(uri)} ({one_line(exc)}); "
+                            "nothing was done yet") from exc
+    owns = run is not active  # a caller's run: log into it, leave ending it to the caller
+    tracker = Tracker(True, run, uri, exp_name)
+    tracker.end_timeout = end_timeout
+    with sigterm_as_exception():
+        try:
+            if out_dir is not None:
+                write_run_info(out_dir, tracker.info)
+            if owns:
+                log.info("MLflow run %s in experiment %r at %s", tracker.run_id, exp_name, redact_uri(uri))
+            yield tracker
+        except BaseException as exc:
+            _finish(mlflow, tracker, end_status(exc), owns, min(end_timeout, END_TIMEOUT_ON_ERROR))
+            if isinstance(exc, SystemExit) and tracker.incomplete:
+                raise _tracking_error(tracker, out_dir, stopped=True) from exc
+            if tracker.incomplete:
+                log.error("%s", _tracking_error(tracker, out_dir))
+            raise
+        _finish(mlflow, tracker, end_status(None), owns, end_timeout)
+        if tracker.incomplete:
+            raise _tracking_error(tracker, out_dir)
+
+
+def _open(mlflow: Any, sec: Any, cfg: Any, active: Any, run_id: str | None, run_name: str | None,
+          tags: Mapping[str, str] | None, system_metrics: bool, nested: bool) -> tuple[Any, str]:
+    """``(run, experiment name)``: the active run (reused), the continued ``run_id``, a nested child or a new
+    run (see the module doc)."""
+    if active is not None and not nested:
+        return active, mlflow.get_experiment(active.info.experiment_id).name
     if system_metrics:
         interval = getattr(sec, "system_metrics_interval", None)
         if interval:
             mlflow.set_system_metrics_sampling_interval(float(interval))
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
-        exp_name = mlflow.get_experiment(run.info.experiment_id).name
-    elif active is not None:  # nested: a child of the active run
-        exp_name = mlflow.get_experiment(active.info.experiment_id).name
+        return run, mlflow.get_experiment(run.info.experiment_id).name
+    if active is not None:  # nested: a child of the active run
         run = mlflow.start_run(experiment_id=active.info.experiment_id, run_name=run_name, tags=dict(tags or {}),
                                nested=True, log_system_metrics=system_metrics)
-    else:
-        exp_name = getattr(sec, "experiment", None) or DEFAULT_EXPERIMENT
-        exp = mlflow.set_experiment(exp_name)
-        run = mlflow.start_run(experiment_id=exp.experiment_id,
-                               run_name=run_name or _run_name_or_none(cfg),
-                               tags=dict(tags or {}), log_system_metrics=system_metrics)
-    tracker = Tracker(True, run, uri, exp_name)
-    try:
-        with sigterm_as_exception():
-            if out_dir is not None:
-                write_run_info(out_dir, tracker.info)
-            log.info("MLflow run %s in experiment %r at %s", tracker.run_id, exp_name, uri)
-            yield tracker
-    except BaseException as exc:
-        _end(mlflow, end_status(exc))
-        raise
-    _end(mlflow, end_status(None))
+        return run, mlflow.get_experiment(active.info.experiment_id).name
+    exp_name = getattr(sec, "experiment", None) or DEFAULT_EXPERIMENT
+    exp = mlflow.set_experiment(exp_name)
+    run = mlflow.start_run(experiment_id=exp.experiment_id, run_name=run_name or _run_name_or_none(cfg),
+                           tags=dict(tags or {}), log_system_metrics=system_metrics)
+    return run, exp_name
 
 
 def _run_name_or_none(cfg: Any) -> str | None:

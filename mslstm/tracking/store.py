@@ -85,10 +85,24 @@ def prepare_store(uri: str) -> None:
     _PREPARED.add(uri)
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password (``scheme://user:secret@host`` -> ``scheme://user:***@host``), for messages."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else uri
+
+
 def connect(cfg: Any = None, run_info: Mapping[str, Any] | None = None) -> tuple[str, Any]:
-    """Point MLflow at :func:`resolve_tracking_uri` and return ``(uri, MlflowClient)`` (registry operations)."""
+    """Point MLflow at :func:`resolve_tracking_uri` with the HTTP limits of the config
+    (:func:`~mslstm.tracking.limits.apply_http_limits`) and return ``(uri, MlflowClient)`` (registry operations)."""
     import mlflow
 
+    from mslstm.tracking.limits import apply_http_limits
+
+    apply_http_limits(cfg)
     uri = resolve_tracking_uri(cfg, run_info)
     prepare_store(uri)
     mlflow.set_tracking_uri(uri)
