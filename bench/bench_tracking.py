@@ -155,7 +155,8 @@ def start_stack(folder: Path, backends: list[str], workers: int):
           "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket="bench")
-    auth = {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW}
+    auth = {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+             "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-key"}
     servers = {}
     try:
         for backend in backends:

@@ -46,7 +46,8 @@ def stack(tmp_path_factory, s3_server):
         pg.create_database("mlflow")
         pg.create_database("mlflow_auth")
         server = start_tracking_server(
-            folder, {**pg.env(), **s3, "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW},
+            folder, {**pg.env(), **s3, "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+             "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-key"},
             backend_store_uri=pg.uri("mlflow"), artifacts_destination=f"s3://{bucket}/mlartifacts")
         users = api(server.url, "POST", "/api/2.0/mlflow/users/create", {"username": PIPELINE,
                                                                          "password": PIPELINE_PW}, ADMIN, ADMIN_PW)

@@ -60,16 +60,11 @@ class Postgres:
         return {"PGPASSWORD": self.password}
 
     def create_database(self, name: str) -> None:
-        import psycopg2
+        import psycopg
 
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, password=self.password,
-                                dbname="postgres", connect_timeout=10)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, password=self.password,
+                             dbname="postgres", connect_timeout=10, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
@@ -128,7 +123,7 @@ class TrackingServer:
                 self.proc.wait(timeout=20)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -2,9 +2,10 @@
 credentials), MLflow's basic-auth app in front. Creates / upgrades both databases first, then becomes
 ``mlflow server`` (signals go straight to it). Secrets come from the environment only: ``PGPASSWORD`` (PostgreSQL),
 ``MLFLOW_AUTH_ADMIN_PASSWORD`` (+ ``MLFLOW_AUTH_ADMIN_USERNAME``, default admin: the first admin user),
+``MLFLOW_FLASK_SERVER_SECRET_KEY`` (the auth app's CSRF key),
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_ENDPOINT_URL`` / ``MLFLOW_S3_ENDPOINT_URL``).
 
-    PGPASSWORD=... MLFLOW_AUTH_ADMIN_PASSWORD=... mslstm tracking-server \\
+    PGPASSWORD=... MLFLOW_AUTH_ADMIN_PASSWORD=... MLFLOW_FLASK_SERVER_SECRET_KEY=... mslstm tracking-server \\
         --backend-store-uri postgresql://mlflow@db.example:5432/mlflow \\
         --artifacts-destination s3://mlflow-artifacts/mlartifacts --host 0.0.0.0 --port 5000
 Clients: ``MLFLOW_TRACKING_URI=http://host:5000`` with ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``

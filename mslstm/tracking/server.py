@@ -4,6 +4,7 @@ permissions).
 
 Secrets never go on a command line: PostgreSQL's password comes from libpq's ``PGPASSWORD`` (or ``PGPASSFILE``),
 the first admin's from ``MLFLOW_AUTH_ADMIN_PASSWORD`` (with ``MLFLOW_AUTH_ADMIN_USERNAME``, default ``admin``),
+the auth app's CSRF key from ``MLFLOW_FLASK_SERVER_SECRET_KEY`` (the same on every replica),
 S3's from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (+ ``AWS_ENDPOINT_URL`` / ``MLFLOW_S3_ENDPOINT_URL``
 for a non-AWS S3). The auth app keeps its users in its own database (``auth_db_uri``: by default the backend's
 database name + ``_auth`` on the same server); its settings file is written with mode 0600 and holds no password.
@@ -25,6 +26,7 @@ from mslstm.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # the auth app's CSRF key: the same on every server replica
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 
 
@@ -92,11 +94,14 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
 
 
 def check_environment(env: dict[str, str] | None = None) -> None:
-    """Refuse to start without the first admin's password in the environment (MLflow ships none)."""
+    """Refuse to start without the first admin's password and the CSRF key in the environment (MLflow ships
+    neither)."""
     env = os.environ if env is None else env
-    if not env.get(ADMIN_PASSWORD_ENV):
-        raise ConfigError(f"{ADMIN_PASSWORD_ENV}: not set; the basic-auth app needs the first admin's password "
-                          "from the environment (a Kubernetes secret), never from the command line")
+    for name, what in ((ADMIN_PASSWORD_ENV, "the first admin's password"),
+                       (SECRET_KEY_ENV, "the auth app's CSRF key, the same on every replica")):
+        if not env.get(name):
+            raise ConfigError(f"{name}: not set; the basic-auth app needs {what} from the environment "
+                              "(a Kubernetes secret), never from the command line")
 
 
 def exec_server(backend_store_uri: str, artifacts_destination: str, state_dir: str | os.PathLike,
