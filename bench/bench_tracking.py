@@ -69,7 +69,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def drive(url: str, creds: dict[str, str], n: int, seconds: float, experiment: str) -> dict:
-    """N loggers at once against ``url``; returns sent/stored points, FINISHED runs and latency percentiles."""
+    """N loggers at once against ``url``; returns sent/stored points, FINISHED runs and latency percentiles
+    (``creds``: MLFLOW_TRACKING_USERNAME / _PASSWORD, exported for this process and the loggers)."""
     os.environ.update(creds)
     from mlflow import MlflowClient
 

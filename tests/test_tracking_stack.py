@@ -226,3 +226,20 @@ def test_compiled_pipeline_names_the_credentials_secret_never_a_value(tmp_path, 
         secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in execs[name]["secretAsEnv"]}
         assert secrets["mlflow-tracking"] >= {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
                                               "MLFLOW_TRACKING_PASSWORD"}, name
+
+
+@pytest.mark.timeout(600)
+def test_four_concurrent_loggers_lose_nothing(stack, monkeypatch):
+    """bench/bench_tracking.py's N = 4 case, briefly: every point sent is stored, every run FINISHED."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_tracking import drive
+
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)  # drive() exports the given credentials
+    row = drive(stack["url"], {"MLFLOW_TRACKING_USERNAME": PIPELINE, "MLFLOW_TRACKING_PASSWORD": PIPELINE_PW}, n=4,
+                seconds=3.0, experiment="load-test")
+    assert row["sent"] > 0 and row["errors"] == 0, row
+    assert row["stored"] == row["sent"] and row["lost"] == 0, row
+    assert row["finished"] == row["runs"] == 4, row
