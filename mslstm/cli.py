@@ -32,6 +32,7 @@ COMMANDS = (
     "pipeline",
     "image",
     "summary",
+    "tracking-server",
 )
 
 log = logging.getLogger("mslstm")

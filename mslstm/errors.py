@@ -40,3 +40,8 @@ class OutputError(MSLSTMError):
 
 class DistributedError(MSLSTMError):
     """A distributed collective failed or timed out (message names the rank that stopped answering)."""
+
+
+class TrackingError(MSLSTMError):
+    """The MLflow tracking server failed (unreachable, stopped answering, refused): says the URI, the failure and
+    what was not logged; the step's own outputs are complete."""
