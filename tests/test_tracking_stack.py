@@ -22,7 +22,13 @@ import yaml
 from test_pipeline_helpers import run, tiny_params
 from tracking_stack import postgres_bin, start_postgres, start_tracking_server
 
-pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL not installed (.ci/postgres-deps.sh)")
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres() -> None:
+    """A core path: fail, not skip, without PostgreSQL (`make test` installs it through .ci/system-deps)."""
+    if postgres_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run `bash .ci/system-deps` (as root) or `apt-get install postgresql`")
 
 ADMIN, ADMIN_PW = "admin", "admin-test-password-1"
 PIPELINE, PIPELINE_PW = "pipeline", "pipeline-test-password-1"

@@ -76,7 +76,7 @@ def start_postgres(password: str = "pg-test-password") -> Postgres:
     """initdb + pg_ctl start on a new folder under /tmp and a free 127.0.0.1 port (fsync off: a test server)."""
     bindir = postgres_bin()
     if bindir is None:
-        raise RuntimeError("PostgreSQL is not installed (initdb not found): .ci/postgres-deps.sh installs it")
+        raise RuntimeError("PostgreSQL is not installed (initdb not found): .ci/system-deps installs it")
     root = Path(tempfile.mkdtemp(prefix="mslstm-pg-", dir="/tmp"))
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses root: run it as the postgres user, who owns the folder
