@@ -240,3 +240,14 @@ def test_a_bare_off_is_the_word_off_where_a_choice_expects_it():
     assert load_config(None, ["train.amp=off"]).train.amp == "off"
     with pytest.raises(ConfigError, match="train.progress"):
         load_config(None, ["train.progress=off"])
+
+
+def test_every_help_text_formats(capsys):
+    """`mslstm --help` and each sub-command's --help render (argparse %-formats help strings: a bare % breaks it)."""
+    from mslstm.cli import COMMANDS
+
+    for args in ([], *([name] for name in COMMANDS)):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--help"])
+        assert exc.value.code == 0, args
+    assert "study" in capsys.readouterr().out

@@ -14,7 +14,7 @@ same command with a model list (``--models`` / ``--tag``) or the ablation's mode
 """
 from __future__ import annotations
 
-HELP = "models x seeds x budgets on the same data: means with 95 % intervals, paired MS-X vs X, cost, MLflow runs"
+HELP = "models x seeds x budgets on the same data: means with 95 %% intervals, paired MS-X vs X, cost, MLflow runs"
 
 
 def add_arguments(parser) -> None:
