@@ -78,7 +78,8 @@ def train(
     lr: float = 0.0,
     gpus: int = 0,
 ) -> str:
-    """Train on one node (``mslstm.training.train.train``); with ``gpus > 1`` under ``torchrun`` on this node.
+    """Train on one node (``mslstm.training.train.train``); with ``gpus > 1`` under ``torchrun`` on this node, on a
+    CPU node with the processes ``train.processes`` asks for (``mslstm.training.launch``, as ``mslstm train``).
 
     Args:
         config: the validated config as JSON.
@@ -109,8 +110,18 @@ def train(
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
                "-m", "mslstm", "--params", str(params), "train", "--data-dir", dataset.path, "--out", model.path]
         subprocess.run(cmd, check=True)
-    else:
-        train_step(cfg, dataset.path, model.path)
+    else:  # a CPU node: train.processes as `mslstm train` does (one process per core for a full-size run)
+        from mslstm.training.launch import local_processes, planned_sequences, relaunch, run_batch
+
+        nproc = 1 if gpus == 1 else local_processes(cfg.train.processes, cfg.train.device,
+                                                    global_batch=run_batch(cfg.train),
+                                                    planned_sequences=planned_sequences(cfg.train, dataset.path))
+        if nproc > 1:
+            code = relaunch(cfg, nproc, ["train", "--data-dir", dataset.path, "--out", model.path])
+            if code:
+                raise RuntimeError(f"training failed: torchrun exited with status {code}")
+        else:
+            train_step(cfg, dataset.path, model.path)
     result = read_json(os.path.join(model.path, "metrics.json"))
     log_metrics(metrics, result)
     run = read_json(os.path.join(model.path, "run.json"))

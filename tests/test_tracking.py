@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+
+from tracking_stack import wait_healthy
 
 from mslstm.config import load_config
 from mslstm.training.checkpoint import load_model
@@ -226,17 +227,7 @@ def mlflow_server(tmp_path, s3_bucket):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_healthy(url, proc, log_path, timeout=120)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -14,12 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+from tracking_stack import wait_healthy
 
 from mslstm.tracking import read_run_info
 from mslstm.training.checkpoint import load_checkpoint
@@ -57,17 +58,7 @@ def server(tmp_path):
             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_healthy(url, proc, log_path, timeout=300)
         yield url, proc
     finally:
         if proc.poll() is None:

@@ -68,7 +68,8 @@ class TrainConfig:
             a thread per core, and much steadier beside other CPU-bound work, bench/bench_first_run.py; on a GPU
             machine 1); 1 = this process alone; N = N processes. The processes split the run's batch
             (``global_batch_size``, else ``batch_size``), so the run is the same computation whatever the count.
-            Under ``torchrun`` (or a KFP / TrainJob launcher) the launcher's count holds and this key is ignored.
+            The KFP train component on a CPU node follows it too; under ``torchrun`` (yours, or the TrainJob's)
+            the launcher's count holds and this key is ignored.
         device: ``auto`` (CUDA when available, one GPU per local rank), ``cpu`` or ``cuda``.
         collective_timeout: seconds a distributed collective (all-reduce, barrier) may wait for the other ranks;
             after that the job ends with an error naming the rank that stopped answering (a hung or stopped worker)
