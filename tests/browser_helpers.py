@@ -59,15 +59,10 @@ def close_page(page) -> None:
 
 def close_assistant(page) -> None:
     """MLflow 3 opens an assistant panel on the right; close it so the screenshots show the runs."""
-    header = page.get_by_text("MLflow Assistant", exact=True)
-    if not header.count():
-        return
-    # the panel's own close button: the last button on the panel's header row
-    panel = header.first.locator("xpath=ancestor::div[.//button][1]")
-    buttons = panel.locator("button")
-    if buttons.count():
-        buttons.last.click()
-        header.first.wait_for(state="hidden", timeout=10_000)
+    close = page.locator("button[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close.count():
+        close.first.click()
+        close.first.wait_for(state="detached", timeout=10_000)
 
 
 def loaded_images(page, timeout_s: float = 120) -> list[str]:
@@ -120,38 +115,52 @@ def log_two_runs(work: Path, experiment: str = "evaltest", register_models: bool
 
 
 def hide_run_parameters(page, card) -> None:
-    """The image card's Configure -> Run details -> "Show run parameters" off, saved (what a user does)."""
-    card.hover()
-    card.locator("button").filter(has=page.locator("[data-testid='experiment-view-compare-runs-card-menu']"))
-    menus = card.get_by_role("button").filter(has_not_text="")  # icon-only buttons: drag, fullscreen, menu
-    menus.last.click()
+    """The image card's menu -> Configure -> Run details: "Show run parameters" off -> Save changes (what a user
+    does; MLflow keeps the chart setting in the browser's storage for that experiment)."""
+    card.locator("[data-testid='experiment-view-compare-runs-card-menu']").click()
     page.get_by_role("menuitem", name="Configure").click()
-    switch = page.get_by_role("switch", name="Show run parameters")
+    dialog = page.get_by_role("dialog")
+    switch = dialog.get_by_role("switch")  # the one switch of the image chart's dialog: "Show run parameters"
+    dialog.get_by_text("Show run parameters").wait_for()
     if switch.get_attribute("aria-checked") == "true":
         switch.click()
-    page.get_by_role("button", name="Save changes").click()
+    assert switch.get_attribute("aria-checked") == "false"
+    dialog.get_by_role("button", name="Save changes").click()
+    dialog.wait_for(state="detached")
 
 
 def show_comparison(page, base_url: str, experiment_id: str, runs, shot: Path) -> set[str]:
-    """The experiment's chart view comparing ``runs``: the example image card with the run parameters hidden,
-    both pictures side by side; screenshot to ``shot``; returns the run ids whose picture loaded."""
+    """The experiment's chart view comparing ``runs``: the first example's image card with the run parameters
+    hidden, the pictures side by side under the run names; screenshot of the card to ``shot``; returns the ids of
+    the runs whose picture loaded there."""
     page.goto(f"{base_url}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART")
     page.get_by_text("test_examples").first.wait_for()
     close_assistant(page)
-    title = page.get_by_text(EXAMPLE_KEY, exact=True).first
-    title.evaluate("e => e.scrollIntoView({block: 'start'})")  # image charts render when on screen
-    card = title.locator("xpath=ancestor::div[@data-testid='experiment-view-compare-runs-card'][1]")
+    # the sections render their cards when on screen: bring the examples' section to the top of the view
+    page.get_by_text("test_examples").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    card = page.locator("[data-testid='experiment-view-compare-runs-card']").filter(
+        has=page.get_by_text(EXAMPLE_KEY, exact=True)).first
+    card.wait_for()
+    assert "data.source=" in card.inner_text()  # MLflow's default: every parameter under each run's name
     hide_run_parameters(page, card)
+    # the card full screen: the runs' pictures side by side, each under its name
+    card.locator("button[data-component-id='fullscreen_button_chartcard']").click()
+    view = page.get_by_role("dialog")
+    view.get_by_text(EXAMPLE_KEY).first.wait_for()
     wanted = {r.info.run_id for r in runs}
     deadline = time.monotonic() + 120
     while True:
-        images = [s for s in loaded_images(page) if "test_examples~sequence_0" in s]
-        shown = {rid for rid in wanted if any(rid in s for s in images)}
+        images = view.evaluate(
+            "c => [...c.querySelectorAll('img')].filter(e => e.complete && e.naturalWidth > 0)"
+            ".map(e => decodeURIComponent(e.src))")
+        shown = {rid for rid in wanted if any(rid in s and "test_examples~sequence_0" in s for s in images)}
         if shown == wanted or time.monotonic() > deadline:
             break
         time.sleep(2)
-    params_text = card.inner_text()
-    assert "data.source=" not in params_text, params_text[:500]  # the parameter dump is gone
+    text = view.inner_text()
+    assert "data.source=" not in text, text[:300]  # the parameter dump is gone
+    for r in runs:  # each picture under its run's name
+        assert r.info.run_name in text, (r.info.run_name, text[:300])
     shot.parent.mkdir(parents=True, exist_ok=True)
-    card.screenshot(path=str(shot))
+    page.screenshot(path=str(shot))
     return shown
