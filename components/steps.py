@@ -179,8 +179,7 @@ def train_trainjob(
         config_json=json.dumps(cfg.to_dict()), data_uri=dataset.uri, out_uri=out_uri, namespace=p.namespace,
         runtime=p.trainer_runtime, accelerator=p.accelerator, cpu_request=p.train_cpu_request,
         memory_request=p.train_memory_request,
-        secrets={p.mlflow_secret: ["MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"],
-                 p.s3_secret: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]},
+        secrets={name: list(keys) for name, keys in p.secret_keys().items()},
     )
     run_trainjob(manifest, timeout_s=p.trainjob_timeout_s)
     download_dir(out_uri, model.path)

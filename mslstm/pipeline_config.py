@@ -15,6 +15,9 @@ from dataclasses import dataclass
 _CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(e[0-9]+|[EPTGMK]i?|k)?$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Keys the pipeline's tasks (and TrainJob nodes) read from the Kubernetes secrets, as env variables.
+MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
 
 
 def image_with_version(image: str) -> str:
@@ -65,8 +68,10 @@ class PipelineConfig:
     #: Cache the data and validate tasks (same inputs -> reuse outputs).
     cache_data: bool = True
     #: Kubernetes secret holding the MLflow tracking URI (key ``MLFLOW_TRACKING_URI``, plus optional
-    #: ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``), exposed as env to the tasks.
-    mlflow_secret: str = "mlflow-tracking"
+    #: ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``), exposed as env to the tasks. ``""`` (default):
+    #: the S3 secret (``s3_secret``) holds these keys too, so the tasks read every credential from the one secret
+    #: they already use for S3; name another secret to keep the MLflow login apart.
+    mlflow_secret: str = ""
     #: Kubernetes secret holding S3 access (keys ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
     #: ``AWS_ENDPOINT_URL``), exposed as env to the tasks and to TrainJob nodes.
     s3_secret: str = "s3-credentials"
@@ -80,6 +85,15 @@ class PipelineConfig:
     #: answer (each tried once); an endpoint that is down or answers nothing fails in about this long.
     submit_timeout_s: float = 10.0
 
+    def secret_keys(self) -> dict[str, tuple[str, ...]]:
+        """Secret name -> the keys the tasks read from it as env variables of the same names: the MLflow keys from
+        ``mlflow_secret`` (``""``: from ``s3_secret``) and the S3 keys from ``s3_secret``; one entry when both
+        are the same secret."""
+        out: dict[str, tuple[str, ...]] = {}
+        for name, keys in ((self.mlflow_secret or self.s3_secret, MLFLOW_SECRET_KEYS), (self.s3_secret, S3_SECRET_KEYS)):
+            out[name] = out.get(name, ()) + keys
+        return out
+
     def __post_init__(self) -> None:
         if self.image.strip() and not any(c.isspace() for c in self.image):
             self.image = image_with_version(self.image)
@@ -90,6 +104,8 @@ class PipelineConfig:
         self.image = image_with_version(self.image)
         for key in ("name", "experiment", "mlflow_secret", "s3_secret", "namespace", "trainer_runtime"):
             value = getattr(self, key)
+            if key == "mlflow_secret" and value == "":
+                continue  # the S3 secret holds the MLflow keys
             if not _NAME.match(value):
                 raise ValueError(f"{key}: must be lowercase letters, digits and dashes (got {value!r})")
         if self.gpus < 0:

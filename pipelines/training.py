@@ -17,15 +17,11 @@ from kfp import kubernetes
 from components.steps import build_components
 from mslstm.config import Config
 
-MLFLOW_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
-
-
 def _secrets(task: dsl.PipelineTask, cfg: Config) -> dsl.PipelineTask:
-    """Expose the MLflow and S3 secrets as env (values never enter the pipeline YAML, only the secret names)."""
-    p = cfg.pipeline
-    kubernetes.use_secret_as_env(task, secret_name=p.mlflow_secret, secret_key_to_env={k: k for k in MLFLOW_KEYS}, optional=True)
-    kubernetes.use_secret_as_env(task, secret_name=p.s3_secret, secret_key_to_env={k: k for k in S3_KEYS}, optional=True)
+    """Expose the MLflow and S3 credentials as env from their secret(s) (by default the one S3 secret holds both;
+    values never enter the pipeline YAML, only the secret names and keys)."""
+    for name, keys in cfg.pipeline.secret_keys().items():
+        kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env={k: k for k in keys}, optional=True)
     return task
 
 

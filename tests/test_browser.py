@@ -19,24 +19,28 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from test_evaluate_common import tiny_config
+from browser_helpers import (
+    SHOTS,
+    chromium,
+    close_assistant,
+    close_page,
+    loaded_images,
+    log_two_runs,
+    new_page,
+    require_chromium,
+    show_comparison,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(os.environ.get("MSLSTM_TEST_ARTIFACTS") or ROOT / "artifacts" / "test-browser")
 
 pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
 def _needs_chromium() -> None:
-    """A core path: fail, not skip, without the browser (`make test` installs it through .ci/system-deps)."""
-    if not CHROMIUM.is_file():
-        pytest.fail("needs Debian's chromium at /usr/bin/chromium: run `bash .ci/system-deps` (as root) or "
-                    "`apt-get install chromium`")
+    require_chromium()
 
 
 def _free_port() -> int:
@@ -48,38 +52,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """The tiny chain twice (lr 0.002 and 0.004) into one SQLite store; returns (uri, work folder)."""
-    import torch
-
-    from mslstm.data.dataset import write_dataset
-    from mslstm.evaluation.evaluate import evaluate
-    from mslstm.evaluation.profile import profile
-    from mslstm.release.registry import register
-    from mslstm.training.train import train
-
     work = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{work / 'mlflow.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    cwd = os.getcwd()
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
-    os.chdir(work)  # the local artifact store (./mlruns) lands in the work folder
-    torch.set_num_threads(1)
     try:
-        rng = np.random.default_rng(0)
-        splits = {n: rng.integers(0, 256, size=(k, 6, 1, 16, 16), dtype=np.uint8)
-                  for n, k in (("train", 8), ("val", 4), ("test", 4))}
-        write_dataset(work / "data", splits, input_frames=3, output_frames=3, source="tiny-random")
-        for i, lr in enumerate((0.002, 0.004)):
-            cfg = tiny_config(f"train.lr={lr}", "train.max_steps=2", "train.progress=quiet", "profile.warmup=0",
-                              "profile.repeats=1", "profile.batch_size=1", "profile.device=cpu",
-                              "register.on_reject=challenger")
-            d = work / f"run{i}"
-            train(cfg, work / "data", d / "train")
-            evaluate(cfg, d / "train" / "best.pt", work / "data", d / "eval")
-            profile(cfg, d / "profile", run_info=d / "train")
-            register(cfg, d / "train", d / "eval", d / "profile", d / "register")
+        log_two_runs(work)  # the local artifact store (./mlruns) lands in the work folder
     finally:
-        os.chdir(cwd)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -121,41 +101,8 @@ def mlflow_ui(store):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _page(browser):
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.set_default_timeout(120_000)  # a busy 2-core machine renders the UI slowly
-    return page
-
-
-def _close_assistant(page) -> None:
-    """MLflow 3 opens an assistant panel on the right; close it so the screenshots show the runs."""
-    panel = page.get_by_text("MLflow Assistant", exact=True)
-    if panel.count():
-        buttons = page.locator("button[aria-label='Close'], button[aria-label='close']")
-        if buttons.count():
-            buttons.last.click()
-
-
-def _loaded_images(page, timeout_s: float = 120) -> list[str]:
-    """Sources of the <img> elements served from the run artifacts, once they have loaded."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        srcs = page.eval_on_selector_all(
-            "img", "els => els.filter(e => e.complete && e.naturalWidth > 0 && e.src.includes('artifact'))"
-                   ".map(e => decodeURIComponent(e.src))")
-        if srcs or time.monotonic() > deadline:
-            return srcs
-        time.sleep(2)
+    with chromium() as b:
+        yield b
 
 
 def _runs(uri):
@@ -172,49 +119,40 @@ def test_run_page_shows_test_metrics_example_image_and_champion_alias(store, mlf
     champion = client.get_model_version_by_alias("mslstm", "champion")
     run = next(r for r in runs if r.info.run_id == champion.run_id)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = _page(browser)
+    page = new_page(browser)
     page.goto(f"{mlflow_ui}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
     page.get_by_text("test_mse", exact=True).first.wait_for()
-    _close_assistant(page)
+    close_assistant(page)
     page.get_by_text("champion").first.wait_for()  # the registered version's alias, on the run's overview
     text = page.inner_text("body")
     assert run.info.run_name in text  # named by what ran, not random words
     for key in ("test_mse", "test_ssim", "test_psnr", "cost_params"):
         assert key in text, key
     page.screenshot(path=str(SHOTS / "mlflow-run.png"), full_page=True)
-    page.close()
+    close_page(page)
     # the run's charts: the example strips and per-frame curves as image charts
-    page = _page(browser)
+    page = new_page(browser)
     page.goto(f"{mlflow_ui}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}/model-metrics")
     page.get_by_text("test_examples").first.wait_for()
     # image charts render when on screen: bring the section to the top of the view
     page.get_by_text("test_examples").first.evaluate("e => e.scrollIntoView({block: 'start'})")
-    images = _loaded_images(page)
+    images = loaded_images(page)
     page.screenshot(path=str(SHOTS / "mlflow-run-images.png"))
     every = page.eval_on_selector_all("img", "els => els.map(e => [e.src.slice(0, 120), e.complete, e.naturalWidth])")
     assert any("test_examples~sequence_0" in s for s in images), every
-    page.close()
+    close_page(page)
 
 
 def test_comparison_shows_both_runs_images(store, mlflow_ui, browser):
+    """The chart view's example card: both runs' pictures side by side under short names, no parameter dump."""
     uri, _ = store
     _, exp, runs = _runs(uri)
     assert len(runs) == 2
-    page = _page(browser)
-    page.goto(f"{mlflow_ui}/#/experiments/{exp.experiment_id}/runs?compareRunsMode=CHART")
-    page.get_by_text("test_examples").first.wait_for()
-    # image charts render when on screen: bring the section to the top of the view
-    page.get_by_text("test_examples").first.evaluate("e => e.scrollIntoView({block: 'start'})")
-    deadline = time.monotonic() + 120
-    while True:
-        images = [s for s in _loaded_images(page) if "test_examples~sequence_0" in s]
-        shown = {r.info.run_id for r in runs if any(r.info.run_id in s for s in images)}
-        if len(shown) == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    page.screenshot(path=str(SHOTS / "mlflow-compare-images.png"))
-    assert shown == {r.info.run_id for r in runs}, images
-    page.close()
+    assert all(len(r.info.run_name) <= 40 and r.info.run_name.split()[1].startswith("lr=") for r in runs)
+    page = new_page(browser)
+    shown = show_comparison(page, mlflow_ui, exp.experiment_id, runs, SHOTS / "mlflow-compare-images.png")
+    assert shown == {r.info.run_id for r in runs}
+    close_page(page)
 
 
 def test_dvc_plots_page_draws_offline(store, browser, tmp_path):
@@ -238,7 +176,7 @@ def test_dvc_plots_page_draws_offline(store, browser, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     html = (repo / "out" / "index.html").read_text()
     assert "cdn.jsdelivr" not in html and "<script src=" not in html  # nothing loaded from the network
-    page = _page(browser)
+    page = new_page(browser)
     requests: list[str] = []
     page.route("http*://**", lambda route: (requests.append(route.request.url), route.abort()))
     page.goto((repo / "out" / "index.html").as_uri())
@@ -250,4 +188,4 @@ def test_dvc_plots_page_draws_offline(store, browser, tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "dvc-plots.png"), full_page=True)
     assert requests == []
-    page.close()
+    close_page(page)

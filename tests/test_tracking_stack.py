@@ -5,7 +5,9 @@
   ``mslstm predict`` loads ``models:/mslstm@champion`` from it; ``mslstm pipeline run --local`` logs there too;
 - a client without credentials or with a wrong password is refused (HTTP and the ``mslstm`` door);
 - a read-only user reads the runs but is refused at register;
-- the compiled pipeline names the credentials' secret and keys, never a value.
+- the compiled pipeline names the credentials' secret and keys, never a value;
+- in a browser, the UI answers 401 without a login or with a wrong password, and the reader, signed in, sees the
+  chart view comparing two runs' example pictures side by side (tests/browser_helpers.py).
 """
 from __future__ import annotations
 
@@ -230,8 +232,9 @@ def test_compiled_pipeline_names_the_credentials_secret_never_a_value(tmp_path, 
     execs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in ("exec-data", "exec-train", "exec-evaluate", "exec-register", "exec-train-trainjob"):
         secrets = {s["secretName"]: {k["envVar"] for k in s["keyToEnv"]} for s in execs[name]["secretAsEnv"]}
-        assert secrets["mlflow-tracking"] >= {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                                              "MLFLOW_TRACKING_PASSWORD"}, name
+        # the login comes from the secret the tasks already read for S3 (pipeline.mlflow_secret: "")
+        assert secrets["s3-credentials"] >= {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                                             "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID"}, name
 
 
 @pytest.mark.timeout(600)
@@ -249,3 +252,32 @@ def test_four_concurrent_loggers_lose_nothing(stack, monkeypatch):
     assert row["sent"] > 0 and row["errors"] == 0, row
     assert row["stored"] == row["sent"] and row["lost"] == 0, row
     assert row["finished"] == row["runs"] == 4, row
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_browser_signs_in_and_compares_two_runs(stack, tmp_path, monkeypatch):
+    """The browser door on the team's stack: no login or a wrong password gets 401; the read-only user, signed in,
+    sees both runs' pictures (served from S3 through the server) side by side under their short names."""
+    from browser_helpers import SHOTS, chromium, close_page, log_two_runs, new_page, require_chromium, show_comparison
+
+    require_chromium()
+    for k, v in {**stack["s3"], **creds(stack["url"], PIPELINE, PIPELINE_PW)}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    log_two_runs(tmp_path, experiment="browser-stack", register_models=False)
+    client = client_as(stack["url"], READER, READER_PW, monkeypatch)
+    exp = client.get_experiment_by_name("browser-stack")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert len(runs) == 2
+    with chromium() as browser:
+        for user, password in ((None, None), (READER, "not-the-password")):
+            page = new_page(browser, user, password)
+            response = page.goto(f"{stack['url']}/#/experiments/{exp.experiment_id}/runs")
+            assert response is not None and response.status == 401, (user, response and response.status)
+            close_page(page)
+        page = new_page(browser, READER, READER_PW)
+        shown = show_comparison(page, stack["url"], exp.experiment_id, runs,
+                                SHOTS / "mlflow-compare-images-stack.png")
+        assert shown == {r.info.run_id for r in runs}
+        close_page(page)

@@ -9,7 +9,7 @@ or ``params.yaml`` (the project), else env ``MSLSTM_HOME``, else the checkout th
 from (an editable install), else ``~/.mslstm``.
 
 Run names (:func:`run_name`) say what ran: model, data source and the key training settings
-(``mslstm moving_mnist lr=0.002 bs=16 ep=4``); ``tracking.run_name`` replaces it.
+(``mslstm lr=0.002 bs=16 ep=4 moving_mnist``); ``tracking.run_name`` replaces it.
 
 Which run (:func:`open_run`):
 

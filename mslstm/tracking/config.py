@@ -16,7 +16,7 @@ class TrackingConfig:
         uri: tracking URI; env ``MLFLOW_TRACKING_URI`` wins over it. Default: the SQLite file ``mlflow.db`` of the
             project (a relative SQLite path is resolved against :func:`project_root`, not the working dir).
         experiment: MLflow experiment name.
-        run_name: run name (null: what ran, e.g. ``mslstm moving_mnist lr=0.002 bs=16 ep=4``).
+        run_name: run name (null: what ran, e.g. ``mslstm lr=0.002 bs=16 ep=4 moving_mnist``).
         enabled: track at all (false: no MLflow calls, no run.json).
         log_every_steps: log training loss/lr/throughput every N steps (epoch metrics always).
         system_metrics: log CPU/GPU/memory usage (MLflow system metrics, needs psutil).

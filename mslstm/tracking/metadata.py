@@ -80,9 +80,10 @@ def run_tags(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def run_name(cfg: Any, step: str | None = None) -> str | None:
-    """The name of a new run: ``tracking.run_name`` when set, else what ran, e.g.
-    ``mslstm moving_mnist lr=0.002 bs=16 ep=4`` (``step`` prefixes it for a step run on its own, e.g.
-    ``evaluate mslstm ...``). None without a full Config (MLflow then picks a name)."""
+    """The name of a new run: ``tracking.run_name`` when set, else what ran, what tells runs apart first, e.g.
+    ``mslstm lr=0.002 bs=16 ep=4 moving_mnist`` (``step`` prefixes it for a step run on its own, e.g.
+    ``evaluate mslstm ...``). The MLflow UI cuts long names at the end (runs table, chart cards), so the model and
+    the knobs come before the data source. None without a full Config (MLflow then picks a name)."""
     explicit = getattr(section(cfg), "run_name", None)
     if explicit:
         return str(explicit)
@@ -90,9 +91,10 @@ def run_name(cfg: Any, step: str | None = None) -> str | None:
     if model is None or train is None:
         return None
     batch = getattr(train, "global_batch_size", None) or getattr(train, "batch_size", "?")
-    parts = [getattr(model, "name", "model"), str(getattr(data, "source", "") or "").replace("-", "_"),
-             f"lr={getattr(train, 'lr', '?'):g}", f"bs={batch}", f"ep={getattr(train, 'epochs', '?')}"]
+    parts = [getattr(model, "name", "model"), f"lr={getattr(train, 'lr', '?'):g}", f"bs={batch}",
+             f"ep={getattr(train, 'epochs', '?')}"]
     if getattr(train, "max_steps", 0):
         parts.append(f"steps={train.max_steps}")
+    parts.append(str(getattr(data, "source", "") or "").replace("-", "_"))
     name = " ".join(p for p in parts if p)
     return f"{step} {name}" if step else name
