@@ -261,6 +261,47 @@ def test_study_both_budgets_plans_seconds_from_the_steps_runs(tiny_dataset, tmp_
 
 
 # ------------------------------------------------------------------------------------------------ the summary
+def test_redraw_draws_the_finished_study_again_from_its_runs(tiny_dataset, tmp_path, mlflow_env, capsys):  # noqa: F811
+    """--redraw: the same tables from the parent's child runs, nothing trained, the files logged to the same parent;
+    a study that never ran, or one with unfinished cells, is named and refused."""
+    import mlflow
+
+    from mslstm.cli import main
+    from mslstm.errors import MSLSTMError
+    from mslstm.study.grid import redraw_study, run_study
+
+    torch.set_num_threads(1)
+    cfg = tiny_config(*TINY_STUDY)
+    out = tmp_path / "study"
+    ran = run_study(cfg, tiny_dataset, out, ["convlstm", "smslstm"], stem="t", layer_figures=False)
+    ckpt = out / "steps" / "convlstm" / "seed0" / "train" / "best.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    (out / "t.md").unlink()
+    (out / "radar.png").unlink()
+    again = redraw_study(cfg, tiny_dataset, out, ["convlstm", "smslstm"], stem="t", layer_figures=False)
+    assert again["run_id"] == ran["run_id"] and again["study_key"] == ran["study_key"]
+    assert [r["mse"] for r in again["cells"]] == [r["mse"] for r in ran["cells"]]
+    assert again["rows"] == ran["rows"] and again["total_time_s"] == pytest.approx(ran["total_time_s"])
+    assert (out / "t.md").is_file() and (out / "radar.png").stat().st_size > 1000
+    assert ckpt.stat().st_mtime_ns == stamp  # nothing trained
+    client = mlflow.MlflowClient(mlflow_env)
+    exp = client.get_experiment_by_name("evaltest")
+    assert len(client.search_runs([exp.experiment_id], filter_string="tags.`mslstm.step` = 'study'")) == 1
+    assert "study/radar.png" in {a.path for a in client.list_artifacts(ran["run_id"], "study")}
+    # the door, naming the parent
+    from test_evaluate_common import TINY
+
+    assert main([*[f"--set={o}" for o in (*TINY, *TINY_STUDY)], "study", "--models", "convlstm,smslstm",
+                 "--data-dir", str(tiny_dataset), "--out", str(out), "--redraw", "--parent", ran["run_id"]]) == 0
+    assert ran["run_id"] in capsys.readouterr().out
+    # another grid of the same study never ran: refused, naming it
+    with pytest.raises(MSLSTMError, match="no MLflow parent run"):
+        redraw_study(cfg.replace({"ablation.seeds": 2}), tiny_dataset, out, ["convlstm", "smslstm"], stem="t")
+    with pytest.raises(MSLSTMError, match=r"1 of the 3 runs .* did not finish \(steps/tmslstm/seed0\)"):
+        redraw_study(cfg, tiny_dataset, out, ["convlstm", "smslstm", "tmslstm"], stem="t",
+                     parent_run_id=ran["run_id"])
+
+
 def _cell(model, seed, mse, budget="steps"):
     return {"model": model, "seed": seed, "budget": budget,
             "metrics": {"mse": mse, "ssim": 0.5 + seed / 100, "skill_vs_blank": 1 - mse / 100, "mae": 1.0,

@@ -19,6 +19,11 @@ def add_budget_arguments(parser) -> None:
                         help="start a new MLflow parent run even when an unfinished one of this study exists")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the grid and the estimated minutes (times each model's step), run nothing")
+    parser.add_argument("--redraw", action="store_true",
+                        help="draw the tables and figures of the study that ran (its MLflow parent run and finished "
+                             "child runs) again, training nothing; logged to that parent run")
+    parser.add_argument("--parent", default=None, metavar="RUN_ID",
+                        help="with --redraw: the study's parent run (default: the newest run of this study's config)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="refuse to start when the estimate exceeds this many minutes (times each model first)")
 
@@ -60,11 +65,14 @@ def run_study_command(args, cfg, models, out, stem) -> int:
 
     from mslstm.errors import ConfigError
     from mslstm.study.budget import cell_key
-    from mslstm.study.grid import check_models, run_study
-    from mslstm.study.report import cost_markdown, pairs_markdown, quality_markdown
+    from mslstm.study.grid import check_models, redraw_study, run_study
 
     cfg = apply_budget(args, cfg)
     models = check_models(models)
+    if getattr(args, "redraw", False):
+        summary = redraw_study(cfg, args.data_dir, out, models, stem=stem, parent_run_id=args.parent)
+        _print_summary(args, summary, time.perf_counter())
+        return 0
     if args.dry_run or args.max_minutes is not None:
         estimate = print_plan(cfg, models, args.data_dir)
         if args.dry_run:
@@ -81,6 +89,16 @@ def run_study_command(args, cfg, models, out, stem) -> int:
               flush=True)
 
     summary = run_study(cfg, args.data_dir, out, models, stem=stem, fresh=args.fresh, on_cell=progress)
+    _print_summary(args, summary, t0)
+    return 0
+
+
+def _print_summary(args, summary, t0: float) -> None:
+    """The DVC metrics file (``--metrics``) and the tables, printed."""
+    import time
+
+    from mslstm.study.report import cost_markdown, pairs_markdown, quality_markdown
+
     if args.metrics:
         from mslstm.io import write_json
         from mslstm.study.report import dvc_metrics
@@ -100,4 +118,3 @@ def run_study_command(args, cfg, models, out, stem) -> int:
           f"in {dt:.1f} s ({dt / 60:.1f} min); files: {', '.join(summary['files'])}")
     if summary.get("run_id"):
         print(f"MLflow parent run {summary['run_id']} (one child run per model, seed and budget)")
-    return 0

@@ -41,7 +41,7 @@ def _save(fig: Any, path: Path) -> Path:
     from mslstm.io import atomic_open
 
     with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")  # legends placed outside the axes included
     _plt().close(fig)
     return path
 

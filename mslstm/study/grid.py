@@ -318,3 +318,66 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
             if Path(f).is_file():
                 parent.log_artifact(f, artifact_path="study")
     return summary
+
+
+def redraw_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 models: Optional[Sequence[str]] = None, stem: str = "study",
+                 layer_figures: bool = True, parent_run_id: Optional[str] = None) -> dict[str, Any]:
+    """The tables and figures of a study that ran, drawn again from its runs without training anything: the newest
+    parent run of the study's key (:func:`study_key`: the same config, models, seeds, budgets and data set) and
+    its FINISHED child runs' results. The files are rewritten in ``out_dir`` and logged to that parent run again
+    (an artifact of the same name is replaced). For a change in how the summary is drawn (a figure's legend, a
+    table's layout); a change in what the cells compute is a new study. ``parent_run_id`` names the parent run
+    instead (a study whose config has changed since in a section that does not decide its numbers, e.g.
+    ``pipeline``, has another key); its cells must be those of ``models`` x seeds x budgets.
+
+    Returns:
+        The summary of :func:`run_study`, ``total_time_s`` the parent's (the study's own wall time).
+
+    Raises:
+        MSLSTMError: no parent run of this study, or some of its cells did not finish (naming them).
+    """
+    from mslstm.errors import MSLSTMError
+    from mslstm.study.report import summarize_study
+    from mslstm.tracking import connect
+
+    names = check_models(models if models is not None else cfg.ablation.models)
+    out = Path(out_dir)
+    cells = plan_cells(names, seeds_of(cfg), budgets_of(cfg.ablation.budget))
+    key = study_key(cfg, names, data_dir)
+    if parent_run_id:
+        _, client = connect(cfg)
+        parent = client.get_run(parent_run_id)
+        if parent.data.tags.get("mslstm.step") != "study":
+            raise MSLSTMError(f"study {stem}: run {parent_run_id} is not a study's parent run (tag mslstm.step "
+                              f"{parent.data.tags.get('mslstm.step')!r})")
+        key = parent.data.tags.get("mslstm.study_key", key)
+    else:
+        parent = _previous_parent(cfg, key)
+    if parent is None:
+        raise MSLSTMError(f"study {stem}: no MLflow parent run of this study (key {key}, experiment "
+                          f"{cfg.tracking.experiment!r}) to draw from: run the study first (same config, models, "
+                          "seeds, budgets and data)")
+    done = finished_cells(cfg, parent.info.run_id)
+    missing = [cell_key(c) for c in cells if cell_key(c) not in done]
+    if missing:
+        raise MSLSTMError(f"study {stem}: {len(missing)} of the {len(cells)} runs of parent run "
+                          f"{parent.info.run_id} did not finish ({', '.join(missing[:4])}"
+                          f"{', ...' if len(missing) > 4 else ''}): run the study again to finish them")
+    results = [done[cell_key(c)] for c in cells]
+    plan = {k[len("study.plan."):]: json.loads(v) for k, v in parent.data.params.items()
+            if k.startswith("study.plan.")}
+    summary = summarize_study(results, out, cfg=cfg, stem=stem, data_dir=data_dir if layer_figures else None,
+                              plan=plan, preset_pairs=names)
+    summary.update({"run_id": parent.info.run_id, "study_key": key, "skipped": [cell_key(c) for c in cells],
+                    "child_run_ids": {cell_key(r): r.get("run_id") for r in results},
+                    "total_time_s": parent.data.metrics.get("study/total_time_s")})
+    write_json(out / f"{stem}.json", summary)
+    _, client = connect(cfg)
+    for f in summary["files"]:
+        if Path(f).is_file():
+            client.log_artifact(parent.info.run_id, f, artifact_path="study")
+    log.info("study %s: tables and figures drawn again from parent run %s (%d runs)", stem, parent.info.run_id,
+             len(results))
+    return summary
+
