@@ -148,7 +148,7 @@ def test_comparison_shows_both_runs_images(store, mlflow_ui, browser):
     uri, _ = store
     _, exp, runs = _runs(uri)
     assert len(runs) == 2
-    assert all(len(r.info.run_name) <= 40 and r.info.run_name.split()[1].startswith("lr=") for r in runs)
+    assert all(r.info.run_name.split()[1].startswith("lr=") for r in runs)  # what tells them apart comes first
     page = new_page(browser)
     shown = show_comparison(page, mlflow_ui, exp.experiment_id, runs, SHOTS / "mlflow-compare-images.png")
     assert shown == {r.info.run_id for r in runs}
