@@ -70,8 +70,9 @@ def run_study_command(args, cfg, models, out, stem) -> int:
     cfg = apply_budget(args, cfg)
     models = check_models(models)
     if getattr(args, "redraw", False):
+        t0 = time.perf_counter()
         summary = redraw_study(cfg, args.data_dir, out, models, stem=stem, parent_run_id=args.parent)
-        _print_summary(args, summary, time.perf_counter())
+        _print_summary(args, summary, t0)
         return 0
     if args.dry_run or args.max_minutes is not None:
         estimate = print_plan(cfg, models, args.data_dir)
