@@ -256,7 +256,6 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
         The summary (``rows``, ``pairs``, ``files`` ...) plus ``run_id`` (parent), ``child_run_ids`` (cell key ->
         run id), ``skipped`` (cell keys resumed from a previous run) and ``total_time_s``.
     """
-    from mslstm.study.report import summarize_study
     from mslstm.tracking import open_run, tracking_enabled
 
     names = check_models(models if models is not None else cfg.ablation.models)
@@ -275,8 +274,7 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                   tags={"mslstm.step": "study", "mslstm.study_key": key, "mslstm.study": stem}) as parent:
         if resume_id:
             log.info("study: continuing the unfinished parent run %s of study %s", resume_id, key)
-            plan = {k[len("study.plan."):]: json.loads(v) for k, v in previous.data.params.items()
-                    if k.startswith("study.plan.")}
+            plan = _logged_plan(previous)
         parent.log_params({"study.models": ",".join(names), "study.seeds": ",".join(map(str, seeds)),
                            "study.budgets": ",".join(budgets), "study.steps": cfg.ablation.steps,
                            "study.seconds": cfg.ablation.seconds, "study.eval_sequences": cfg.ablation.eval_sequences,
@@ -305,18 +303,36 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
             results.append(result)
             if on_cell:
                 on_cell(cell, result, False)
-        summary = summarize_study(results, out, cfg=cfg, stem=stem, data_dir=data_dir if layer_figures else None,
-                                  plan=plan, preset_pairs=names)
-        summary.update({"run_id": parent.run_id, "study_key": key, "skipped": skipped,
-                        "child_run_ids": {cell_key(r): r.get("run_id") for r in results},
-                        "total_time_s": time.perf_counter() - t_all})
-        write_json(out / f"{stem}.json", summary)
+        summary = _summary(results, out, cfg, stem, data_dir if layer_figures else None, plan, names,
+                           {"run_id": parent.run_id, "study_key": key, "skipped": skipped,
+                            "total_time_s": time.perf_counter() - t_all},
+                           lambda f: parent.log_artifact(f, artifact_path="study"))
         parent.log_metrics({"study/total_time_s": summary["total_time_s"],
                             "study/cells_run": float(len(results) - len(skipped)),
                             "study/cells_skipped": float(len(skipped))}, synchronous=True)
-        for f in summary["files"]:
-            if Path(f).is_file():
-                parent.log_artifact(f, artifact_path="study")
+    return summary
+
+
+def _logged_plan(parent: Any) -> dict[str, Any]:
+    """The seconds budget's plan a parent run logged (params ``study.plan.<model>``)."""
+    return {k[len("study.plan."):]: json.loads(v) for k, v in parent.data.params.items()
+            if k.startswith("study.plan.")}
+
+
+def _summary(results: Sequence[Mapping[str, Any]], out: Path, cfg: Any, stem: str, data_dir: Any,
+             plan: Mapping[str, Any], names: Sequence[str], about: Mapping[str, Any],
+             log_file: Callable[[str], None]) -> dict[str, Any]:
+    """The study's tables and figures from its results, with ``about`` (run id, key, skipped, wall time) and the
+    child run ids, written to ``<stem>.json``; each file handed to ``log_file`` (the parent run's artifacts)."""
+    from mslstm.study.report import summarize_study
+
+    summary = summarize_study(results, out, cfg=cfg, stem=stem, data_dir=data_dir, plan=plan, preset_pairs=names)
+    summary.update(about)
+    summary["child_run_ids"] = {cell_key(r): r.get("run_id") for r in results}
+    write_json(out / f"{stem}.json", summary)
+    for f in summary["files"]:
+        if Path(f).is_file():
+            log_file(f)
     return summary
 
 
@@ -338,7 +354,6 @@ def redraw_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLi
         MSLSTMError: no parent run of this study, or some of its cells did not finish (naming them).
     """
     from mslstm.errors import MSLSTMError
-    from mslstm.study.report import summarize_study
     from mslstm.tracking import connect
 
     names = check_models(models if models is not None else cfg.ablation.models)
@@ -365,18 +380,11 @@ def redraw_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLi
                           f"{parent.info.run_id} did not finish ({', '.join(missing[:4])}"
                           f"{', ...' if len(missing) > 4 else ''}): run the study again to finish them")
     results = [done[cell_key(c)] for c in cells]
-    plan = {k[len("study.plan."):]: json.loads(v) for k, v in parent.data.params.items()
-            if k.startswith("study.plan.")}
-    summary = summarize_study(results, out, cfg=cfg, stem=stem, data_dir=data_dir if layer_figures else None,
-                              plan=plan, preset_pairs=names)
-    summary.update({"run_id": parent.info.run_id, "study_key": key, "skipped": [cell_key(c) for c in cells],
-                    "child_run_ids": {cell_key(r): r.get("run_id") for r in results},
-                    "total_time_s": parent.data.metrics.get("study/total_time_s")})
-    write_json(out / f"{stem}.json", summary)
     _, client = connect(cfg)
-    for f in summary["files"]:
-        if Path(f).is_file():
-            client.log_artifact(parent.info.run_id, f, artifact_path="study")
+    summary = _summary(results, out, cfg, stem, data_dir if layer_figures else None, _logged_plan(parent), names,
+                       {"run_id": parent.info.run_id, "study_key": key, "skipped": [cell_key(c) for c in cells],
+                        "total_time_s": parent.data.metrics.get("study/total_time_s")},
+                       lambda f: client.log_artifact(parent.info.run_id, f, artifact_path="study"))
     log.info("study %s: tables and figures drawn again from parent run %s (%d runs)", stem, parent.info.run_id,
              len(results))
     return summary
