@@ -302,6 +302,64 @@ def test_redraw_draws_the_finished_study_again_from_its_runs(tiny_dataset, tmp_p
                      parent_run_id=ran["run_id"])
 
 
+def test_adding_a_seed_reuses_the_earlier_study_s_finished_runs(tiny_dataset, tmp_path, mlflow_env, capsys):  # noqa: F811
+    """reuse: one seed ran; asked for two seeds with reuse, only seed 1 trains (seed 0's runs, files and numbers
+    taken as they are), the new parent names the earlier one and a redraw reads both; a changed config is refused
+    naming the key before anything trains; a run id not in the store trains every cell."""
+    import mlflow
+
+    from mslstm.cli import main
+    from mslstm.errors import ConfigError
+    from mslstm.study.grid import redraw_study, run_study
+    from test_evaluate_common import TINY
+
+    torch.set_num_threads(1)
+    models = ["convlstm", "smslstm"]
+    cfg = tiny_config(*TINY_STUDY)
+    first = run_study(cfg, tiny_dataset, tmp_path / "one", models, stem="t", layer_figures=False)
+    ckpt = tmp_path / "one" / "steps" / "convlstm" / "seed0" / "train" / "best.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    two = cfg.replace({"ablation.seeds": 2})
+    log: list[tuple[str, bool]] = []
+    summary = run_study(two, tiny_dataset, tmp_path / "two", models, stem="t", layer_figures=False,
+                        reuse=first["run_id"], on_cell=lambda c, r, s: log.append((f"{c['model']}/{c['seed']}", s)))
+    assert log == [("convlstm/0", True), ("smslstm/0", True), ("convlstm/1", False), ("smslstm/1", False)]
+    assert summary["reused"] == summary["skipped"] == ["steps/convlstm/seed0", "steps/smslstm/seed0"]
+    for k in summary["reused"]:
+        assert summary["child_run_ids"][k] == first["child_run_ids"][k]
+    assert ckpt.stat().st_mtime_ns == stamp and not (tmp_path / "two" / "steps" / "convlstm" / "seed0").exists()
+    by = {(c["model"], c["seed"]): c["mse"] for c in summary["cells"]}
+    assert [by[(m, 0)] for m in models] == [c["mse"] for c in first["cells"]]
+    rows = {r["model"]: r for r in summary["rows"]}
+    assert rows["convlstm"]["mse_n"] == 2 and rows["convlstm"]["mse"] == pytest.approx(
+        (by[("convlstm", 0)] + by[("convlstm", 1)]) / 2)
+    client = mlflow.MlflowClient(mlflow_env)
+    parent = client.get_run(summary["run_id"])
+    assert parent.data.tags["mslstm.study_reuses"] == first["run_id"] != summary["run_id"]
+    assert parent.data.params["study.reused_from"] == first["run_id"]
+    assert parent.data.params["study.cells_reused"] == "2" and parent.data.metrics["study/cells_skipped"] == 2.0
+    own = client.search_runs([parent.info.experiment_id],
+                             filter_string=f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert sorted(c.data.tags["mslstm.cell"] for c in own) == ["steps/convlstm/seed1", "steps/smslstm/seed1"]
+    again = redraw_study(two, tiny_dataset, tmp_path / "two", models, stem="t", layer_figures=False)
+    assert again["run_id"] == summary["run_id"] and again["rows"] == summary["rows"]
+    assert again["reused"] == summary["reused"]
+    # another config: refused before anything trains, naming the key
+    n_parents = len(client.search_runs([parent.info.experiment_id], filter_string="tags.`mslstm.step` = 'study'"))
+    with pytest.raises(ConfigError, match=r"reuse: steps/convlstm/seed0 .* train\.lr differ"):
+        run_study(two.replace({"train.lr": 0.5}), tiny_dataset, tmp_path / "lr", models, stem="t",
+                  layer_figures=False, reuse=first["run_id"])
+    assert len(client.search_runs([parent.info.experiment_id],
+                                  filter_string="tags.`mslstm.step` = 'study'")) == n_parents
+    assert not (tmp_path / "lr").exists()
+    # the door; a run id not in the store: every cell trains
+    capsys.readouterr()
+    assert main([*[f"--set={o}" for o in (*TINY, *TINY_STUDY)], "study", "--models", "convlstm", "--data-dir",
+                 str(tiny_dataset), "--out", str(tmp_path / "door"), "--reuse", "0" * 32]) == 0
+    out = capsys.readouterr().out
+    assert "steps/convlstm/seed0: mse" in out and "(finished in run" not in out and "(0 not trained here" in out
+
+
 def _cell(model, seed, mse, budget="steps"):
     return {"model": model, "seed": seed, "budget": budget,
             "metrics": {"mse": mse, "ssim": 0.5 + seed / 100, "skill_vs_blank": 1 - mse / 100, "mae": 1.0,

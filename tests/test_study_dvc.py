@@ -52,8 +52,8 @@ def test_dvc_repro_study_stage_reproduces(tmp_path):
     repo = repo_copy(tmp_path / "repo")
     dvc_yaml = repo / "study" / "dvc.yaml"
     doc = yaml.safe_load(dvc_yaml.read_text())
-    doc["vars"] = [{"ablation_study": {"seeds": 2, "budget": "steps", "steps": 2, "seconds": 1}},
-                   {"pairs_study": {"seeds": 1, "budget": "steps", "steps": 1, "seconds": 1}}]
+    doc["vars"] = [{"ablation_study": {"seeds": 2, "budget": "steps", "steps": 2, "seconds": 1, "reuse": ""}},
+                   {"pairs_study": {"seeds": 1, "budget": "steps", "steps": 1, "seconds": 1, "reuse": ""}}]
     dvc_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
     run(["git", "commit", "-qam", "tiny study"], repo)
     run(["mslstm", "data", "--raw-only"], repo)

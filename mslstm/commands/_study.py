@@ -17,6 +17,10 @@ def add_budget_arguments(parser) -> None:
                         help="also write the means, intervals and paired differences as a DVC metrics file")
     parser.add_argument("--fresh", action="store_true",
                         help="start a new MLflow parent run even when an unfinished one of this study exists")
+    parser.add_argument("--reuse", default=None, metavar="RUN_ID",
+                        help="take the cells that the study with this MLflow parent run finished with the same "
+                             "config from it instead of training them (adding seeds: only the new ones train); a "
+                             "config difference is refused naming the keys, a run not in the store trains all")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the grid and the estimated minutes (times each model's step), run nothing")
     parser.add_argument("--redraw", action="store_true",
@@ -85,11 +89,13 @@ def run_study_command(args, cfg, models, out, stem) -> int:
 
     def progress(cell, result, skipped):
         mse = result.get("metrics", {}).get("mse")
-        state = "skipped (finished before)" if skipped else f"{result.get('wall_s', 0):.0f} s"
+        state = (f"not trained (finished in run {result.get('run_id')})" if skipped
+                 else f"{result.get('wall_s', 0):.0f} s")
         print(f"{cell_key(cell)}: mse {mse:.3f} {state}" if mse is not None else f"{cell_key(cell)}: {state}",
               flush=True)
 
-    summary = run_study(cfg, args.data_dir, out, models, stem=stem, fresh=args.fresh, on_cell=progress)
+    summary = run_study(cfg, args.data_dir, out, models, stem=stem, fresh=args.fresh, on_cell=progress,
+                        reuse=getattr(args, "reuse", None) or None)
     _print_summary(args, summary, t0)
     return 0
 
@@ -115,7 +121,8 @@ def _print_summary(args, summary, t0: float) -> None:
     print()
     print(cost_markdown(summary["rows"]), end="")
     dt = time.perf_counter() - t0
-    print(f"{len(summary['rows'])} model rows from {len(summary['cells'])} runs ({len(summary['skipped'])} resumed) "
+    print(f"{len(summary['rows'])} model rows from {len(summary['cells'])} runs "
+          f"({len(summary['skipped'])} not trained here: resumed or reused) "
           f"in {dt:.1f} s ({dt / 60:.1f} min); files: {', '.join(summary['files'])}")
     if summary.get("run_id"):
         print(f"MLflow parent run {summary['run_id']} (one child run per model, seed and budget)")

@@ -19,6 +19,14 @@ and the data set's ``meta.json``) names the parent; when the newest parent with 
 (FAILED, KILLED, still RUNNING after a kill) the re-run continues it and skips every cell whose child run
 FINISHED, reading its result back from the child (``study/result.json``). A finished study is never continued: a
 re-run starts a new parent (``fresh=True`` always does).
+
+Reuse: ``reuse=<parent run id>`` takes every cell of the grid that an earlier study finished from that study's child
+run instead of training it again (adding seeds to a study that ran: only the new seeds train). Each reused child
+must have run with the cell's config exactly (its logged params; only ``tracking.*`` and ``ablation.seeds`` may
+differ), else ``ConfigError`` naming the keys before anything trains; the seconds budget keeps the earlier plan. The
+new parent records the earlier one (param ``study.reused_from``, tag ``mslstm.study_reuses``), its table holds both
+parents' cells, and a resume or a redraw of it reads both. A run id that is not in the store is a warning: every
+cell trains.
 """
 from __future__ import annotations
 
@@ -217,6 +225,72 @@ def finished_cells(cfg: Any, parent_run_id: str) -> dict[str, dict[str, Any]]:
     return done
 
 
+#: Config keys whose values may differ between a study and the earlier runs it reuses (prefixes).
+REUSE_FREE_KEYS = ("tracking.", "ablation.seeds")
+
+
+def config_differences(cfg: Any, params: Mapping[str, str]) -> list[str]:
+    """The config keys (``section.key``) whose value in ``cfg`` differs from a run's logged ``params`` (or that only
+    one of them has), ``REUSE_FREE_KEYS`` left out; params outside the config's sections are not compared."""
+    from mslstm.config import SECTIONS
+    from mslstm.tracking.tracker import param_value
+
+    def ours(key: str) -> bool:
+        return key.split(".", 1)[0] in SECTIONS and not key.startswith(REUSE_FREE_KEYS)
+
+    want = {k: param_value(v) for k, v in cfg.flat().items() if ours(k)}
+    have = {k: v for k, v in params.items() if ours(k)}
+    return sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+
+
+def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, Any]],
+                   n_train: Optional[int]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The cells of ``cells`` that the study ``parent_run_id`` finished with the same config (cell key -> result,
+    ``run_id`` its child), and that study's seconds plan. A parent not in the store gives nothing (a warning).
+
+    Raises:
+        ConfigError: the run is not a study's parent run, or one of its matching cells ran with another config
+            (naming the cell, its run and the keys).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from mslstm.errors import ConfigError
+    from mslstm.tracking import connect
+
+    uri, client = connect(cfg)
+    try:
+        parent = client.get_run(parent_run_id)
+    except MlflowException as exc:
+        log.warning("study: reuse %s: no such run in %s (%s): every cell trains", parent_run_id, uri,
+                    str(exc).splitlines()[0])
+        return {}, {}
+    if parent.data.tags.get("mslstm.step") != "study":
+        raise ConfigError(f"reuse: run {parent_run_id} is not a study's parent run (tag mslstm.step "
+                          f"{parent.data.tags.get('mslstm.step')!r})")
+    plan = _logged_plan(parent)
+    done = finished_cells(cfg, parent_run_id)
+    found: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        k = cell_key(cell)
+        if k not in done:
+            continue
+        planned = None
+        if cell["budget"] == "seconds":
+            if cell["model"] not in plan:
+                continue
+            planned = plan[cell["model"]]["planned_steps"]
+        ccfg = cell_config(cfg, cell["model"], cell["seed"], cell["budget"], planned, n_train)
+        run_id = done[k]["run_id"]
+        diff = config_differences(ccfg, client.get_run(run_id).data.params)
+        if diff:
+            raise ConfigError(f"reuse: {k} of study run {parent_run_id} (run {run_id}) ran with another config: "
+                              f"{', '.join(diff[:6])}{', ...' if len(diff) > 6 else ''} differ; reuse only runs of "
+                              "this config (the seeds may differ), or leave reuse out")
+        found[k] = done[k]
+    log.info("study: %d of %d cells taken from study run %s", len(found), len(cells), parent_run_id)
+    return found, plan
+
+
 # -------------------------------------------------------------------------------------------------- the grid
 def _plan_seconds(cfg: Any, model: str, results: Sequence[Mapping[str, Any]], data_dir: str | os.PathLike,
                   out: Path, n_train: Optional[int]) -> dict[str, Any]:
@@ -238,7 +312,7 @@ def _plan_seconds(cfg: Any, model: str, results: Sequence[Mapping[str, Any]], da
 def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
               models: Optional[Sequence[str]] = None, stem: str = "study", fresh: bool = False,
               on_cell: Optional[Callable[[dict[str, Any], dict[str, Any], bool], None]] = None,
-              layer_figures: bool = True) -> dict[str, Any]:
+              layer_figures: bool = True, reuse: Optional[str] = None) -> dict[str, Any]:
     """Run every cell of ``models`` x ``seeds_of(cfg)`` x ``budgets_of(cfg.ablation.budget)`` and summarise them
     (:func:`mslstm.study.report.summarize_study`). See the module doc for the layout and the resume rule.
 
@@ -251,10 +325,13 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
         fresh: start a new parent run even when an unfinished one of the same study exists.
         on_cell: called after each cell as ``on_cell(cell, result, skipped)`` (progress lines).
         layer_figures: draw Figure 5's layer outputs of each model's first trained checkpoint.
+        reuse: the parent run id of an earlier study whose finished cells of this grid are taken, not trained
+            (see the module doc).
 
     Returns:
         The summary (``rows``, ``pairs``, ``files`` ...) plus ``run_id`` (parent), ``child_run_ids`` (cell key ->
-        run id), ``skipped`` (cell keys resumed from a previous run) and ``total_time_s``.
+        run id), ``skipped`` (cell keys not trained here: resumed or reused), ``reused`` (those taken from
+        ``reuse``) and ``total_time_s``.
     """
     from mslstm.tracking import open_run, tracking_enabled
 
@@ -266,20 +343,26 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     n_train = train_sequences(data_dir)
     previous = _previous_parent(cfg, key) if tracking_enabled(cfg) and not fresh else None
     resume_id = previous.info.run_id if previous is not None and previous.info.status != "FINISHED" else None
+    if resume_id:
+        reuse = previous.data.tags.get("mslstm.study_reuses") or reuse
     t_all = time.perf_counter()
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
-    plan: dict[str, Any] = {}
-    with open_run(cfg, run_id=resume_id, run_name=f"study-{stem}",
-                  tags={"mslstm.step": "study", "mslstm.study_key": key, "mslstm.study": stem}) as parent:
+    reused, plan = reusable_cells(cfg, reuse, cells, n_train) if reuse and tracking_enabled(cfg) else ({}, {})
+    tags = {"mslstm.step": "study", "mslstm.study_key": key, "mslstm.study": stem}
+    if reused:
+        tags["mslstm.study_reuses"] = reuse
+    with open_run(cfg, run_id=resume_id, run_name=f"study-{stem}", tags=tags) as parent:
         if resume_id:
             log.info("study: continuing the unfinished parent run %s of study %s", resume_id, key)
-            plan = _logged_plan(previous)
+            plan = {**plan, **_logged_plan(previous)}
         parent.log_params({"study.models": ",".join(names), "study.seeds": ",".join(map(str, seeds)),
                            "study.budgets": ",".join(budgets), "study.steps": cfg.ablation.steps,
                            "study.seconds": cfg.ablation.seconds, "study.eval_sequences": cfg.ablation.eval_sequences,
-                           "study.data_dir": str(data_dir), "study.cells": len(cells)})
-        done = finished_cells(cfg, parent.run_id) if resume_id else {}
+                           "study.data_dir": str(data_dir), "study.cells": len(cells),
+                           **({"study.reused_from": reuse, "study.cells_reused": len(reused)} if reused else {}),
+                           **{f"study.plan.{m}": json.dumps(p) for m, p in plan.items()}})
+        done = {**reused, **(finished_cells(cfg, parent.run_id) if resume_id else {})}
         costs: dict[str, dict[str, Any]] = {r["model"]: r["cost"] for r in done.values() if r.get("cost")}
         for cell in cells:
             k = cell_key(cell)
@@ -305,6 +388,7 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 on_cell(cell, result, False)
         summary = _summary(results, out, cfg, stem, data_dir if layer_figures else None, plan, names,
                            {"run_id": parent.run_id, "study_key": key, "skipped": skipped,
+                            "reused": [k for k in skipped if k in reused and done[k] is reused[k]],
                             "total_time_s": time.perf_counter() - t_all},
                            lambda f: parent.log_artifact(f, artifact_path="study"))
         parent.log_metrics({"study/total_time_s": summary["total_time_s"],
@@ -373,7 +457,9 @@ def redraw_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLi
         raise MSLSTMError(f"study {stem}: no MLflow parent run of this study (key {key}, experiment "
                           f"{cfg.tracking.experiment!r}) to draw from: run the study first (same config, models, "
                           "seeds, budgets and data)")
-    done = finished_cells(cfg, parent.info.run_id)
+    earlier = parent.data.tags.get("mslstm.study_reuses")  # a study that took cells from an earlier one
+    own = finished_cells(cfg, parent.info.run_id)
+    done = {**(finished_cells(cfg, earlier) if earlier else {}), **own}
     missing = [cell_key(c) for c in cells if cell_key(c) not in done]
     if missing:
         raise MSLSTMError(f"study {stem}: {len(missing)} of the {len(cells)} runs of parent run "
@@ -383,6 +469,7 @@ def redraw_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLi
     _, client = connect(cfg)
     summary = _summary(results, out, cfg, stem, data_dir if layer_figures else None, _logged_plan(parent), names,
                        {"run_id": parent.info.run_id, "study_key": key, "skipped": [cell_key(c) for c in cells],
+                        "reused": [cell_key(c) for c in cells if cell_key(c) not in own],
                         "total_time_s": parent.data.metrics.get("study/total_time_s")},
                        lambda f: client.log_artifact(parent.info.run_id, f, artifact_path="study"))
     log.info("study %s: tables and figures drawn again from parent run %s (%d runs)", stem, parent.info.run_id,

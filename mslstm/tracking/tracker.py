@@ -25,7 +25,7 @@ _PARAM_BATCH = 100
 _PARAM_MAX_LEN = 6000
 
 
-def _param_value(v: Any) -> str:
+def param_value(v: Any) -> str:
     text = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
     return text[:_PARAM_MAX_LEN]
 
@@ -166,7 +166,7 @@ class Tracker:
         import mlflow
 
         def send() -> None:
-            items = [(k, _param_value(v)) for k, v in params.items()]
+            items = [(k, param_value(v)) for k, v in params.items()]
             existing = mlflow.get_run(self.run_id).data.params
             items = [(k, v) for k, v in items if k not in existing]
             for i in range(0, len(items), _PARAM_BATCH):
