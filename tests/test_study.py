@@ -399,6 +399,30 @@ def test_summarize_study_intervals_pairs_and_files(tmp_path):
     assert not math.isnan(s["rows"][0]["ssim"])
 
 
+def test_many_models_get_one_small_radar_per_pair_on_a_shared_scale(tmp_path):
+    """More than RADAR_MAX_LINES models (the pairs preset): radar.png is a grid of one radar per MS-X vs X pair,
+    each indicator still divided by its largest value over every model; a few models keep the single radar."""
+    from PIL import Image
+
+    from model.registry import label_of, ms_pairs
+    from mslstm.study.figures import RADAR_MAX_LINES
+    from mslstm.study.report import summarize_study
+
+    pairs = ms_pairs()[:4]
+    names = [m for pair in pairs for m in pair]
+    assert len(names) > RADAR_MAX_LINES
+    results = [_cell(m, s, 40.0 + 2 * i + s) for i, m in enumerate(names) for s in (0, 1)]
+    s = summarize_study(results, tmp_path / "many", stem="pairs", preset_pairs=names)
+    width, height = Image.open(tmp_path / "many" / "radar.png").size
+    assert width > 2.5 * height                          # 4 panels in one row
+    top = max(r["mse"] for r in s["rows"])
+    for r in s["rows"]:                                  # normalised over all 8 models, not per pair
+        assert s["radar"]["steps"][label_of(r["model"])]["mse"] == pytest.approx(r["mse"] / top)
+    few = summarize_study(results[:4], tmp_path / "few", stem="pairs", preset_pairs=names[:2])
+    width, height = Image.open(tmp_path / "few" / "radar.png").size
+    assert 0.6 < width / height < 1.6 and len(few["rows"]) == 2
+
+
 def test_study_cli_dry_run_prints_the_grid_and_an_estimate(tiny_dataset, capsys):
     from mslstm.cli import main
 

@@ -3,7 +3,9 @@
 - ``bars.png``: quality (MSE, SSIM, skill vs blank: mean over seeds with the 95 % t interval as error bars) and
   cost (GFLOPs, peak memory, time per step) per model; MS- models in orange.
 - ``radar.png``: the paper's Figure 4: params, FLOPs, memory, time per step and MSE, each divided by its largest
-  value over the models (closer to the centre is better), with the MSE interval drawn as a radial whisker.
+  value over the models (closer to the centre is better), with the MSE interval drawn as a radial whisker. With
+  more than ``RADAR_MAX_LINES`` models (the 11 pairs: 22 lines cannot be told apart) one small radar per MS-X vs
+  X pair, all on the same scale (each indicator divided by its largest value over every model).
 - ``pairs.png``: the paired differences (other minus flat) with their intervals against 0, per metric.
 - ``layers/<model>.png``: the paper's Figure 5 (each layer's hidden output for one test sequence) from each
   model's first trained checkpoint of the study (``mslstm.evaluation.layers.layer_figure``).
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 #: The radar's indicators (all lower-is-better): row key -> axis label.
 RADAR_AXES = {"params": "params", "flops_forward": "FLOPs", "peak_memory_mib": "memory",
               "step_time_ms": "time / step", "mse": "MSE"}
+#: More models than this on one radar cannot be told apart: one small radar per pair instead.
+RADAR_MAX_LINES = 6
 #: Bar panels: row key -> (title, scale, has an interval).
 BARS = {"mse": ("test MSE / frame", 1.0, True), "ssim": ("SSIM", 1.0, True),
         "skill_vs_blank": ("skill vs blank frames", 1.0, True), "flops_forward": ("GFLOPs / sequence", 1e-9, False),
@@ -81,29 +85,58 @@ def radar_table(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, 
     return table, axes
 
 
-def save_radar(path: Path, table: Mapping[str, Mapping[str, float]], axes: Sequence[str], title: str) -> Path:
-    """Figure 4's radar with the MSE interval as a radial whisker at the MSE vertex."""
+def _radar_top(table: Mapping[str, Mapping[str, float]]) -> float:
+    return max([1.05] + [float(r.get("mse_hi", 0)) * 1.02 for r in table.values()])
+
+
+def _radar_panel(ax: Any, table: Mapping[str, Mapping[str, float]], axes: Sequence[str],
+                 colours: Mapping[str, str], fontsize: int, top: float) -> None:
+    """The models of ``table`` on one polar axis (radius 0 to ``top``): a closed line each, the MSE interval as a
+    radial whisker."""
     import numpy as np
 
-    plt = _plt()
     angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
-    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"polar": True})
-    for i, (model, row) in enumerate(table.items()):
+    for model, row in table.items():
         vals = [float(row[a]) for a in axes]
-        colour = f"C{i % 10}"
-        ax.plot(angles + angles[:1], vals + vals[:1], marker="o", color=colour, label=model)
+        colour = colours[model]
+        ax.plot(angles + angles[:1], vals + vals[:1], marker="o", markersize=3 + fontsize // 4, color=colour,
+                label=model)
         ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.06, color=colour)
         if "mse" in axes and "mse_lo" in row:
             a = angles[axes.index("mse")]
             ax.plot([a, a], [row["mse_lo"], row["mse_hi"]], color=colour, linewidth=3, alpha=0.7)
     ax.set_xticks(angles)
-    ax.set_xticklabels([RADAR_AXES[a] for a in axes], fontsize=9)
-    top = max([1.05] + [float(r.get("mse_hi", 0)) * 1.02 for r in table.values()])
+    ax.set_xticklabels([RADAR_AXES[a] for a in axes], fontsize=fontsize)
     ax.set_ylim(0, top)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-    ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=7)
+    ax.set_yticklabels(["0.25", "0.5", "0.75", "1"], fontsize=fontsize - 2)
+
+
+def save_radar(path: Path, table: Mapping[str, Mapping[str, float]], axes: Sequence[str], title: str) -> Path:
+    """Figure 4's radar with the MSE interval as a radial whisker at the MSE vertex."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 6), subplot_kw={"polar": True})
+    _radar_panel(ax, table, axes, {m: f"C{i % 10}" for i, m in enumerate(table)}, 9, _radar_top(table))
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.12), fontsize=8)
+    return _save(fig, path)
+
+
+def save_radar_pairs(path: Path, table: Mapping[str, Mapping[str, float]], axes: Sequence[str],
+                     pairs: Sequence[tuple[str, str]], title: str, columns: int = 4) -> Path:
+    """One small radar per (flat, MS-) pair of model labels, flat in blue, MS- in orange (as in the bars), all on
+    the scale of ``table`` (normalised over every model, so panels compare)."""
+    plt = _plt()
+    rows = math.ceil(len(pairs) / columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(3.1 * columns, 3.3 * rows), squeeze=False,
+                             subplot_kw={"polar": True})
+    for ax, (flat, ms) in zip(grid.flat, pairs):
+        _radar_panel(ax, {m: table[m] for m in (flat, ms)}, axes, {flat: "C0", ms: "C1"}, 7, _radar_top(table))
+        ax.set_title(f"{ms} vs {flat}", fontsize=8, pad=12)
+    for ax in list(grid.flat)[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(title + "; blue: flat model, orange: its MS- version", fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -181,9 +214,13 @@ def study_figures(out: Path, rows: Sequence[Mapping[str, Any]], pairs: Sequence[
             files.append(bars)
         table, axes = radar_table(brows)
         radar[b], radar_axes[b] = table, axes
-        if len(axes) >= 3:
-            files.append(save_radar(out / f"radar{suffix}.png", table, axes,
-                                    f"{what}: normalised cost and MSE (closer to the centre is better)"))
+        groups = [(_label(p["flat"]), _label(p["ms"])) for p in pairs if p["budget"] == b]
+        groups = [g for g in dict.fromkeys(groups) if all(m in table for m in g)]
+        radar_title = f"{what}: normalised cost and MSE (closer to the centre is better)"
+        if len(axes) >= 3 and len(table) > RADAR_MAX_LINES and groups:
+            files.append(save_radar_pairs(out / f"radar{suffix}.png", table, axes, groups, radar_title))
+        elif len(axes) >= 3:
+            files.append(save_radar(out / f"radar{suffix}.png", table, axes, radar_title))
         else:
             log.warning("radar chart (%s) skipped: only %d indicators known for every model", b, len(axes))
         pf = save_pairs(out / f"pairs{suffix}.png", [p for p in pairs if p["budget"] == b],
