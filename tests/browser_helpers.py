@@ -65,6 +65,22 @@ def close_assistant(page) -> None:
         close.first.wait_for(state="detached", timeout=10_000)
 
 
+def settled_content(page, timeout_s: float = 30) -> str:
+    """The page's HTML once it stops navigating (after a refused login Chromium may still be on its way to its own
+    error page, and ``page.content()`` then raises)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            page.wait_for_load_state("load", timeout=5000)
+            return page.content()
+        except PlaywrightError as exc:
+            if time.monotonic() > deadline or not ("navigating" in str(exc) or "Timeout" in str(exc)):
+                raise
+            time.sleep(0.25)
+
+
 def loaded_images(page, timeout_s: float = 120) -> list[str]:
     """Sources of the <img> elements served from the run artifacts, once they have loaded."""
     deadline = time.monotonic() + timeout_s

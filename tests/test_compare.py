@@ -32,7 +32,7 @@ def test_compare_a_pair_end_to_end_with_nested_mlflow_runs(tiny_dataset, tmp_pat
                "--data-dir", str(tiny_dataset), "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "MS-PredRNN-V2 − PredRNN-V2" in printed and "2 model rows from 2 runs (0 resumed)" in printed
+    assert "MS-PredRNN-V2 − PredRNN-V2" in printed and "2 model rows from 2 runs (0 not trained here: resumed or reused)" in printed
     assert "steps/predrnnv2/seed0: mse" in printed                       # a progress line per run
     summary = json.loads((out / "compare.json").read_text())
     assert [r["model"] for r in summary["rows"]] == ["predrnnv2", "mspredrnnv2"]

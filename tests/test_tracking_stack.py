@@ -259,7 +259,8 @@ def test_four_concurrent_loggers_lose_nothing(stack, monkeypatch):
 def test_browser_signs_in_and_compares_two_runs(stack, tmp_path, monkeypatch):
     """The browser door on the team's stack: no login or a wrong password gets 401; the read-only user, signed in,
     sees both runs' pictures (served from S3 through the server) side by side under their short names."""
-    from browser_helpers import SHOTS, chromium, close_page, log_two_runs, new_page, require_chromium, show_comparison
+    from browser_helpers import (SHOTS, chromium, close_page, log_two_runs, new_page, require_chromium,
+                                 settled_content, show_comparison)
     from playwright.sync_api import Error as PlaywrightError
 
     require_chromium()
@@ -280,7 +281,7 @@ def test_browser_signs_in_and_compares_two_runs(stack, tmp_path, monkeypatch):
             except PlaywrightError as exc:
                 status = "ERR_INVALID_AUTH_CREDENTIALS" if "ERR_INVALID_AUTH_CREDENTIALS" in str(exc) else str(exc)
             assert status in (401, "ERR_INVALID_AUTH_CREDENTIALS"), (user, status)
-            assert "Training runs" not in page.content()
+            assert "Training runs" not in settled_content(page)
             close_page(page)
         page = new_page(browser, READER, READER_PW)
         shown = show_comparison(page, stack["url"], exp.experiment_id, runs,
