@@ -41,8 +41,9 @@ def estimate_minutes(stage: str, grid: dict) -> float:
     from mslstm.config import load_config
     from mslstm.study.grid import preset_models
 
-    cfg = load_config(ROOT / "params.yaml", [f"ablation.{k}={v}" for k, v in grid.items()])
-    return print_plan(cfg, preset_models(cfg, stage), ROOT / "artifacts" / "dataset") / 60.0
+    cfg = load_config(ROOT / "params.yaml", [f"ablation.{k}={v}" for k, v in grid.items() if k != "reuse"])
+    return print_plan(cfg, preset_models(cfg, stage), ROOT / "artifacts" / "dataset",
+                      reuse=grid.get("reuse") or None) / 60.0
 
 
 def main() -> int:

@@ -352,8 +352,15 @@ def test_adding_a_seed_reuses_the_earlier_study_s_finished_runs(tiny_dataset, tm
     assert len(client.search_runs([parent.info.experiment_id],
                                   filter_string="tags.`mslstm.step` = 'study'")) == n_parents
     assert not (tmp_path / "lr").exists()
-    # the door; a run id not in the store: every cell trains
+    # the door's dry run estimates only the runs to train
     capsys.readouterr()
+    flags = [f"--set={o}" for o in (*TINY, *TINY_STUDY)]
+    assert main([*flags, "study", "--models", "convlstm,smslstm", "--seeds", "2", "--data-dir", str(tiny_dataset),
+                 "--reuse", first["run_id"], "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"= 4 runs, 2 of them taken from study run {first['run_id']}" in out
+    assert "steps/smslstm/seed1" in out and "steps/convlstm/seed0" not in out
+    # the door; a run id not in the store: every cell trains
     assert main([*[f"--set={o}" for o in (*TINY, *TINY_STUDY)], "study", "--models", "convlstm", "--data-dir",
                  str(tiny_dataset), "--out", str(tmp_path / "door"), "--reuse", "0" * 32]) == 0
     out = capsys.readouterr().out

@@ -42,21 +42,30 @@ def apply_budget(args, cfg):
     return cfg.replace(over) if over else cfg
 
 
-def print_plan(cfg, models, data_dir, measure: bool = True) -> float:
-    """Print the grid and, with ``measure``, the estimated minutes; returns the estimate in seconds (0 without)."""
-    from mslstm.study.budget import budgets_of, cell_key, plan_cells, seeds_of
+def print_plan(cfg, models, data_dir, measure: bool = True, reuse: str | None = None) -> float:
+    """Print the grid and, with ``measure``, the estimated minutes of the runs to train (those ``reuse``'s study
+    finished left out); returns the estimate in seconds (0 without)."""
+    from mslstm.study.budget import budgets_of, cell_key, plan_cells, seeds_of, train_sequences
     from mslstm.study.estimate import estimate_seconds, measure_step_times, split_sizes
 
     cells = plan_cells(models, seeds_of(cfg), budgets_of(cfg.ablation.budget))
     a = cfg.ablation
+    taken: dict = {}
+    if reuse:
+        from mslstm.study.grid import reusable_cells
+
+        taken, _ = reusable_cells(cfg, reuse, cells, train_sequences(data_dir))
     print(f"study: {len(models)} models x {a.seeds} seed(s) {seeds_of(cfg)} x budget {a.budget} "
-          f"(steps {a.steps or cfg.train.max_steps}, seconds {a.seconds:g}) = {len(cells)} runs")
-    if not measure:
+          f"(steps {a.steps or cfg.train.max_steps}, seconds {a.seconds:g}) = {len(cells)} runs"
+          + (f", {len(taken)} of them taken from study run {reuse}" if taken else ""))
+    cells = [c for c in cells if cell_key(c) not in taken]
+    if not measure or not cells:
         for c in cells:
             print(f"  {cell_key(c)}")
         return 0.0
     n_train, n_val, n_test = split_sizes(data_dir)
-    est = estimate_seconds(cfg, cells, measure_step_times(cfg, models), n_train, n_val, n_test)
+    trained = list(dict.fromkeys(c["model"] for c in cells))
+    est = estimate_seconds(cfg, cells, measure_step_times(cfg, trained), n_train, n_val, n_test)
     for c in est["cells"]:
         print(f"  {cell_key(c):<40} {c['steps']:>6} steps  ~{c['total_s'] / 60:5.1f} min")
     print(f"estimated total: {est['total_s'] / 60:.1f} min (from step times measured now, on this machine's load)")
@@ -79,7 +88,7 @@ def run_study_command(args, cfg, models, out, stem) -> int:
         _print_summary(args, summary, t0)
         return 0
     if args.dry_run or args.max_minutes is not None:
-        estimate = print_plan(cfg, models, args.data_dir)
+        estimate = print_plan(cfg, models, args.data_dir, reuse=getattr(args, "reuse", None) or None)
         if args.dry_run:
             return 0
         if estimate / 60 > args.max_minutes:
