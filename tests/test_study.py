@@ -352,6 +352,17 @@ def test_adding_a_seed_reuses_the_earlier_study_s_finished_runs(tiny_dataset, tm
     assert len(client.search_runs([parent.info.experiment_id],
                                   filter_string="tags.`mslstm.step` = 'study'")) == n_parents
     assert not (tmp_path / "lr").exists()
+    # the same config on another data set (its meta.json differs): refused
+    import shutil
+
+    other = tmp_path / "other-data"
+    shutil.copytree(tiny_dataset, other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["raw_hash"] = "0" * 32
+    (other / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="another data set"):
+        run_study(two, other, tmp_path / "other", models, stem="t", layer_figures=False, reuse=first["run_id"])
+    assert not (tmp_path / "other").exists()
     # the door's dry run estimates only the runs to train
     capsys.readouterr()
     flags = [f"--set={o}" for o in (*TINY, *TINY_STUDY)]

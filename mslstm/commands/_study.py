@@ -54,7 +54,7 @@ def print_plan(cfg, models, data_dir, measure: bool = True, reuse: str | None = 
     if reuse:
         from mslstm.study.grid import reusable_cells
 
-        taken, _ = reusable_cells(cfg, reuse, cells, train_sequences(data_dir))
+        taken, _ = reusable_cells(cfg, reuse, cells, train_sequences(data_dir), data_dir, models)
     print(f"study: {len(models)} models x {a.seeds} seed(s) {seeds_of(cfg)} x budget {a.budget} "
           f"(steps {a.steps or cfg.train.max_steps}, seconds {a.seconds:g}) = {len(cells)} runs"
           + (f", {len(taken)} of them taken from study run {reuse}" if taken else ""))

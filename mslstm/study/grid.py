@@ -23,7 +23,9 @@ re-run starts a new parent (``fresh=True`` always does).
 Reuse: ``reuse=<parent run id>`` takes every cell of the grid that an earlier study finished from that study's child
 run instead of training it again (adding seeds to a study that ran: only the new seeds train). Each reused child
 must have run with the cell's config exactly (its logged params; only ``tracking.*`` and ``ablation.seeds`` may
-differ), else ``ConfigError`` naming the keys before anything trains; the seconds budget keeps the earlier plan. The
+differ), else ``ConfigError`` naming the keys before anything trains; an earlier study of the same models and
+budgets must also have run on this data set (its key recomputed with its seed count, :func:`study_key`, includes
+the data's ``meta.json``); the seconds budget keeps the earlier plan. The
 new parent records the earlier one (param ``study.reused_from``, tag ``mslstm.study_reuses``), its table holds both
 parents' cells, and a resume or a redraw of it reads both. A run id that is not in the store is a warning: every
 cell trains.
@@ -243,14 +245,17 @@ def config_differences(cfg: Any, params: Mapping[str, str]) -> list[str]:
     return sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
 
 
-def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, Any]],
-                   n_train: Optional[int]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, Any]], n_train: Optional[int],
+                   data_dir: str | os.PathLike | None = None, models: Optional[Sequence[str]] = None
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """The cells of ``cells`` that the study ``parent_run_id`` finished with the same config (cell key -> result,
-    ``run_id`` its child), and that study's seconds plan. A parent not in the store gives nothing (a warning).
+    ``run_id`` its child), and that study's seconds plan. A parent not in the store gives nothing (a warning). When
+    that study had the same ``models`` and budgets, its key (:func:`study_key` with its seed count) must also equal
+    this study's on ``data_dir``: the same data set (its ``meta.json``).
 
     Raises:
-        ConfigError: the run is not a study's parent run, or one of its matching cells ran with another config
-            (naming the cell, its run and the keys).
+        ConfigError: the run is not a study's parent run, one of its matching cells ran with another config (naming
+            the cell, its run and the keys), or it ran on another data set.
     """
     from mlflow.exceptions import MlflowException
 
@@ -287,6 +292,15 @@ def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, An
                               f"{', '.join(diff[:6])}{', ...' if len(diff) > 6 else ''} differ; reuse only runs of "
                               "this config (the seeds may differ), or leave reuse out")
         found[k] = done[k]
+    params = parent.data.params
+    if (found and data_dir is not None and models is not None and params.get("study.models") == ",".join(models)
+            and params.get("study.budgets") == ",".join(budgets_of(cfg.ablation.budget))):
+        theirs = study_key(cfg.replace({"ablation.seeds": len(params.get("study.seeds", "").split(","))}), models,
+                           data_dir)
+        if theirs != parent.data.tags.get("mslstm.study_key"):
+            raise ConfigError(f"reuse: study run {parent_run_id} ran with the same config on another data set than "
+                              f"{data_dir} (its key {parent.data.tags.get('mslstm.study_key')}, here {theirs}: the "
+                              "data's meta.json differs); reuse only runs on this data set, or leave reuse out")
     log.info("study: %d of %d cells taken from study run %s", len(found), len(cells), parent_run_id)
     return found, plan
 
@@ -348,7 +362,8 @@ def run_study(cfg: Any, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     t_all = time.perf_counter()
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
-    reused, plan = reusable_cells(cfg, reuse, cells, n_train) if reuse and tracking_enabled(cfg) else ({}, {})
+    reused, plan = (reusable_cells(cfg, reuse, cells, n_train, data_dir, names) if reuse and tracking_enabled(cfg)
+                    else ({}, {}))
     tags = {"mslstm.step": "study", "mslstm.study_key": key, "mslstm.study": stem}
     if reused:
         tags["mslstm.study_reuses"] = reuse
