@@ -274,6 +274,8 @@ def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, An
                           f"{parent.data.tags.get('mslstm.step')!r})")
     plan = _logged_plan(parent)
     done = finished_cells(cfg, parent_run_id)
+    params_of = {r.info.run_id: r.data.params for r in client.search_runs(  # one query, not one per child
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10000)}
     found: dict[str, dict[str, Any]] = {}
     for cell in cells:
         k = cell_key(cell)
@@ -286,7 +288,7 @@ def reusable_cells(cfg: Any, parent_run_id: str, cells: Sequence[Mapping[str, An
             planned = plan[cell["model"]]["planned_steps"]
         ccfg = cell_config(cfg, cell["model"], cell["seed"], cell["budget"], planned, n_train)
         run_id = done[k]["run_id"]
-        diff = config_differences(ccfg, client.get_run(run_id).data.params)
+        diff = config_differences(ccfg, params_of[run_id])
         if diff:
             raise ConfigError(f"reuse: {k} of study run {parent_run_id} (run {run_id}) ran with another config: "
                               f"{', '.join(diff[:6])}{', ...' if len(diff) > 6 else ''} differ; reuse only runs of "
